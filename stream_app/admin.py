@@ -1,0 +1,60 @@
+"""Topic administration with kafka-python: create every topic up front.
+
+Faust's tables need their changelog topics to have the same partition count as
+the source topics, and the local broker's auto-creation is not what Faust
+expects, so all topics, changelog and clock included, are created here.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from .settings import Settings
+
+
+def topic_names(s: Settings) -> list[str]:
+    return [*s.all_topics, *s.internal_topics]
+
+
+def admin_client(s: Settings, timeout: float = 30.0) -> KafkaAdminClient:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return KafkaAdminClient(bootstrap_servers=s.bootstrap_servers,
+                                    client_id=f"{s.app_id}-admin")
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"cannot reach the broker at {s.broker_url} ({exc}); "
+                    "check CHURNWATCH_BROKER_URL"
+                ) from exc
+            time.sleep(0.5)
+
+
+def create_topics(s: Settings) -> list[str]:
+    """Create missing topics; return the names created.  Checks existing counts."""
+    admin = admin_client(s)
+    try:
+        existing = set(admin.list_topics())
+        wanted = topic_names(s)
+        missing = [t for t in wanted if t not in existing]
+        for name in missing:
+            try:
+                admin.create_topics([NewTopic(name, s.partitions, s.replication)])
+            except TopicAlreadyExistsError:
+                pass
+        present = [t for t in wanted if t in existing]
+        if present:
+            for meta in admin.describe_topics(present):
+                n = len(meta.get("partitions", []))
+                if n and n != s.partitions:
+                    raise RuntimeError(
+                        f"topic {meta['topic']} has {n} partitions but CHURNWATCH_PARTITIONS="
+                        f"{s.partitions}; all topics must be co-partitioned"
+                    )
+        return missing
+    finally:
+        admin.close()

@@ -1,0 +1,98 @@
+"""Should this customer be alerted now?  The alert life cycle, as pure functions.
+
+An *episode* opens when the risk reaches ``open_at`` and closes when it falls
+below ``close_below`` (hysteresis, so a score wobbling around one threshold
+does not page anyone twice).  Inside an episode a new alert is sent only when
+a new signal joins or the risk rises by ``escalate_step``.
+
+The alert id is a hash of the customer, the episode, the alert's revision in
+that episode and its signal set: all of them come from the replicated state,
+so a replay or a restart that re-sends an alert re-sends the *same* id and
+downstream systems drop the copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from .playbook import recommend, summary
+from .policy import Policy
+from .records import ChurnAlert, SignalEvidence
+from .scoring import risk_score, route, severity
+from .signals import EVALUATORS, NEXT_CHECKS, Fired
+from .state import CustomerState
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def alert_id(customer_id: str, episode: int, revision: int, codes: list[str]) -> str:
+    material = f"{customer_id}\x1f{episode}\x1f{revision}\x1f{'+'.join(codes)}"
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def evaluate_signals(state: CustomerState, now: float, policy: Policy) -> list[Fired]:
+    return [f for f in (ev(state, now, policy) for ev in EVALUATORS) if f is not None]
+
+
+def next_due(state: CustomerState, now: float, policy: Policy) -> float | None:
+    times = [t for t in (nc(state, now, policy) for nc in NEXT_CHECKS) if t is not None and t > now]
+    return min(times) if times else None
+
+
+def assess(state: CustomerState, now: float, policy: Policy,
+           emitted_at: float) -> ChurnAlert | None:
+    """Re-score the customer at event time ``now``; update the state in place.
+
+    Returns the alert to send, if one is due.  The caller must send it before
+    it writes the state, so that a crash in between re-sends (same id) rather
+    than loses it.
+    """
+    fired = evaluate_signals(state, now, policy)
+    risk = risk_score(fired, policy)
+    codes = [f.code for f in fired]
+    state.risk, state.active = risk, codes
+    state.due_ts = next_due(state, now, policy)
+    a = state.alerting
+    if a.open and risk < policy.alerting.close_below:
+        a.open, a.codes, a.risk, a.severity = False, [], 0.0, ""
+        return None
+    if not fired:
+        return None
+    if not a.open:
+        if risk < policy.alerting.open_at:
+            return None
+        a.episode += 1
+        a.open = True
+        revision = 0
+    else:
+        new_signal = not set(codes) <= set(a.codes)
+        if not new_signal and risk < a.risk + policy.alerting.escalate_step:
+            return None
+        revision = a.sent_in_episode
+    sev = severity(risk, policy)
+    a.codes = sorted(set(a.codes) | set(codes))
+    a.risk, a.severity, a.last_alert_ts = risk, sev, now
+    a.sent += 1
+    a.sent_in_episode = revision + 1
+    actions = recommend(fired, state, now, policy)
+    return ChurnAlert(
+        alert_id=alert_id(state.customer_id, a.episode, revision, sorted(codes)),
+        customer_id=state.customer_id,
+        ts=iso(now),
+        emitted_at=iso(emitted_at),
+        risk_score=risk,
+        severity=sev,
+        signals=[
+            SignalEvidence(code=f.code, value=f.value, baseline=f.baseline,
+                           threshold=f.threshold, window=f.window,
+                           evidence=list(f.evidence), detail=f.detail)
+            for f in fired
+        ],
+        actions=actions,
+        route=route(risk, state, policy),
+        summary=summary(state.customer_id, risk, sev, fired, actions),
+        episode=a.episode,
+    )

@@ -1,0 +1,193 @@
+"""What a worker does with each message: the glue between Kafka and the pure logic.
+
+The agents stay thin loops that hand every message here.  The processor owns
+the only in-memory, non-replicated pieces (event-time clocks and the due
+index); both are derived and are rebuilt from the state table after a
+rebalance, so losing a worker loses nothing.
+
+Order of effects for each customer update (at-least-once, no lost alerts):
+send the alert and wait for the broker's ack, *then* write the state.  A crash
+in between re-processes the event from the last committed offset; the state
+has not recorded it, so the same alert (same deterministic id) is sent again
+and downstream de-duplicates it.  A crash after the state write re-delivers an
+event the state has already applied; its offset is recognised and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from .alerting import assess, iso
+from .clock import DueIndex, PartitionClock
+from .decoding import Decoded, Rejected, decode
+from .policy import Policy
+from .records import ChurnAlert, DeadLetter
+from .state import CustomerState, already_applied, apply_event, new_state
+
+log = logging.getLogger("churnwatch")
+
+SendAlert = Callable[[ChurnAlert], Awaitable[None]]
+SendDeadLetter = Callable[[bytes | None, DeadLetter], Awaitable[None]]
+
+
+def dead_letter(topic: str, partition: int, offset: int, key: bytes | None,
+                value: bytes | None, reason: str) -> DeadLetter:
+    """Keep the original bytes: as text when they are UTF-8, else base64."""
+    raw = value or b""
+    try:
+        text, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        import base64
+
+        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    return DeadLetter(
+        topic=topic, partition=partition, offset=offset, reason=reason,
+        key=key.decode("utf-8", "replace") if key is not None else None,
+        value=text, value_encoding=encoding, received_at=iso(time.time()),
+    )
+
+
+@dataclass
+class Stats:
+    events: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    alerts: Counter[str] = field(default_factory=Counter)
+
+
+class Processor:
+    def __init__(
+        self,
+        table: MutableMapping[str, bytes],
+        policy: Policy,
+        send_alert: SendAlert,
+        send_dead_letter: SendDeadLetter,
+        kinds: dict[str, str],
+        idle_after: float = 10.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.table = table
+        self.policy = policy
+        self.send_alert = send_alert
+        self.send_dead_letter = send_dead_letter
+        self.kinds = kinds
+        self.idle_after = idle_after
+        self.wall = wall
+        self.clocks: dict[int, PartitionClock] = {}
+        self.due = DueIndex()
+        self.stale = True
+        self.locks: dict[int, asyncio.Lock] = {}
+        self.stats = Stats()
+
+    # -- state table --------------------------------------------------------
+
+    def load(self, customer_id: str) -> CustomerState | None:
+        raw = self.table.get(customer_id)
+        return CustomerState.from_bytes(raw) if raw is not None else None
+
+    def _lock(self, partition: int) -> asyncio.Lock:
+        lock = self.locks.get(partition)
+        if lock is None:
+            lock = self.locks[partition] = asyncio.Lock()
+        return lock
+
+    def rebuild(self) -> None:
+        """Re-derive clocks and the due index from the table (after a rebalance)."""
+        self.due.clear()
+        wall = self.wall()
+        latest: dict[int, float] = {}
+        for customer_id, raw in list(self.table.items()):
+            d = orjson.loads(raw)
+            part, due, last = d["partition"], d["due_ts"], d["last_ts"]
+            self.due.schedule(part, customer_id, due)
+            latest[part] = max(latest.get(part, 0.0), last)
+        for part, ts in latest.items():
+            clock = self.clocks.setdefault(part, PartitionClock(self.idle_after))
+            if not clock.marks:
+                clock.observe("(restored)", ts, wall)
+        self.stale = False
+
+    # -- per message ------------------------------------------------------
+
+    async def handle(self, topic: str, partition: int, offset: int,
+                     key: bytes | None, value: bytes | None) -> None:
+        kind = self.kinds[topic]
+        result = decode(kind, key, value)
+        if isinstance(result, Rejected):
+            await self._reject(topic, partition, offset, key, value, result.reason)
+            return
+        if self.stale:
+            self.rebuild()
+        wall = self.wall()
+        clock = self.clocks.setdefault(partition, PartitionClock(self.idle_after))
+        clock.observe(topic, result.ts, wall)
+        self.stats.events[kind] += 1
+        async with self._lock(partition):
+            await self._apply(topic, partition, offset, result)
+        now = clock.now(wall)
+        if now is not None:
+            await self.run_due(partition, now)
+
+    async def _reject(self, topic: str, partition: int, offset: int, key: bytes | None,
+                      value: bytes | None, reason: str) -> None:
+        self.stats.dead_letters[reason.split(":")[0][:60]] += 1
+        log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, reason)
+        await self.send_dead_letter(key, dead_letter(topic, partition, offset, key, value,
+                                                     reason))
+
+    async def _apply(self, topic: str, partition: int, offset: int, d: Decoded) -> None:
+        cid = d.record.customer_id
+        state = self.load(cid) or new_state(cid)
+        if already_applied(state, topic, offset):
+            self.stats.duplicates += 1
+            return
+        before_due = state.due_ts
+        apply_event(state, d.record, d.ts, topic=topic, partition=partition, offset=offset,
+                    policy=self.policy)
+        await self._assess_and_store(state, max(d.ts, state.last_ts))
+        if state.due_ts != before_due:
+            self.due.schedule(partition, cid, state.due_ts)
+
+    async def _assess_and_store(self, state: CustomerState, now: float) -> None:
+        alert = assess(state, now, self.policy, emitted_at=self.wall())
+        if alert is not None:
+            await self.send_alert(alert)
+            for s in alert.signals:
+                self.stats.alerts[s.code] += 1
+        self.table[state.customer_id] = state.to_bytes()
+
+    async def run_due(self, partition: int, now: float) -> int:
+        """Re-assess every customer of ``partition`` whose due time has passed.
+
+        Each is judged at its own due time, not at ``now``: the alert's event
+        time is the moment the customer went quiet, however coarse the clock
+        steps are, so replays and live runs agree.
+        """
+        if self.stale:
+            self.rebuild()
+        done = 0
+        async with self._lock(partition):
+            while (item := self.due.pop_due(partition, now)) is not None:
+                due, cid = item
+                state = self.load(cid)
+                if state is None or state.due_ts != due:
+                    continue  # superseded by a newer event
+                await self._assess_and_store(state, due)
+                self.due.schedule(partition, cid, state.due_ts)
+                done += 1
+        return done
+
+    async def tick(self, partition: int) -> int:
+        """The idle clock: sweep a partition even when no events arrive."""
+        if self.stale:
+            self.rebuild()
+        clock = self.clocks.get(partition)
+        now = clock.now(self.wall()) if clock else None
+        return 0 if now is None else await self.run_due(partition, now)

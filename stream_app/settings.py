@@ -1,0 +1,189 @@
+"""The one settings object: read from ``CHURNWATCH_*`` environment variables.
+
+Everything that differs between a laptop and a production cluster lives here,
+so no broker address or topic name is ever written in code.  A bad value fails
+at start-up with :class:`ConfigError`, whose message names the variable, rather
+than surfacing later as an obscure Kafka or Faust error.
+
+The signal thresholds are not here: they are business policy, kept in the
+policy file (:mod:`stream_app.policy`) whose path is ``CHURNWATCH_POLICY_FILE``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .policy import Policy, load_policy
+
+PREFIX = "CHURNWATCH_"
+#: The per-customer state table (its changelog topic is derived from it).
+STATE_TABLE = "customer_to_state"
+
+#: Broker profiles.  ``local`` carries the few settings the embedded
+#: Kafka-compatible broker needs (fast group joins, no end-offset checks);
+#: ``kafka`` is a real Apache Kafka cluster and uses Faust's defaults.
+PROFILES = ("local", "kafka")
+STORES = ("memory://", "rocksdb://")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message names it and says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Typed, validated configuration of a worker and of the tooling around it."""
+
+    broker_url: str = "kafka://127.0.0.1:9092"
+    broker_profile: str = "kafka"
+    app_id: str = "churnwatch"
+    store: str = "rocksdb://"
+    data_dir: str = "var/churnwatch"
+    partitions: int = 4
+    replication: int = 1
+    topic_purchases: str = "purchases"
+    topic_contacts: str = "contacts"
+    topic_complaints: str = "complaints"
+    topic_alerts: str = "churn-alerts"
+    topic_dead_letters: str = "dead-letters"
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    #: Wall-clock seconds between idle-clock ticks: how soon silence is
+    #: noticed when no events arrive at all.
+    tick_seconds: float = 5.0
+    #: How long a fetch may wait on the broker for data.  Faust's default
+    #: (1500 ms) adds over a second of latency to every alert.
+    fetch_max_wait_ms: int = 100
+    log_level: str = "warning"
+    policy_file: str = ""
+
+    @property
+    def input_topics(self) -> tuple[str, str, str]:
+        return (self.topic_purchases, self.topic_contacts, self.topic_complaints)
+
+    @property
+    def all_topics(self) -> tuple[str, ...]:
+        return (*self.input_topics, self.topic_alerts, self.topic_dead_letters)
+
+    @property
+    def clock_topic(self) -> str:
+        """Internal topic the idle clock ticks on (co-partitioned with the inputs)."""
+        return f"{self.app_id}-clock"
+
+    @property
+    def state_changelog_topic(self) -> str:
+        return f"{self.app_id}-{STATE_TABLE}-changelog"
+
+    @property
+    def internal_topics(self) -> tuple[str, str]:
+        return (self.clock_topic, self.state_changelog_topic)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker URL as kafka-python wants it (``host:port[,host:port]``)."""
+        return ",".join(
+            part.split("://", 1)[-1] for part in self.broker_url.split(";") if part
+        )
+
+    def policy(self) -> Policy:
+        return load_policy(self.policy_file or None)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return validate(Settings(**values))
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def _convert(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{env_name(name)}={raw!r}: expected true or false")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{env_name(name)}={raw!r}: expected a whole number") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{env_name(name)}={raw!r}: expected a number") from None
+    return raw
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from the environment, rejecting unknown ``CHURNWATCH_`` names.
+
+    Unknown names are rejected because a typo (``CHURNWATCH_BROKER_ULR``)
+    otherwise silently falls back to a default and points at the wrong cluster.
+    """
+    env = os.environ if environ is None else environ
+    known = {env_name(f.name): f for f in fields(Settings)}
+    for key in env:
+        if key.startswith(PREFIX) and key not in known:
+            raise ConfigError(
+                f"{key} is not a setting; known settings: {', '.join(sorted(known))}"
+            )
+    values: dict[str, Any] = {}
+    for key, f in known.items():
+        if key in env:
+            values[f.name] = _convert(f.name, env[key].strip(), f.default)
+    return validate(Settings(**values))
+
+
+def validate(s: Settings) -> Settings:
+    def bad(name: str, why: str) -> ConfigError:
+        return ConfigError(f"{env_name(name)}={getattr(s, name)!r}: {why}")
+
+    for url in s.broker_url.split(";"):
+        if not re.fullmatch(r"(kafka://)?[A-Za-z0-9._-]+:\d{1,5}", url.strip()):
+            raise bad("broker_url", "expected kafka://HOST:PORT (several separated by ';')")
+    if s.broker_profile not in PROFILES:
+        raise bad("broker_profile", f"expected one of {', '.join(PROFILES)}")
+    if s.store not in STORES:
+        raise bad("store", f"expected one of {', '.join(STORES)}")
+    if s.store == "rocksdb://":
+        try:
+            import rocksdict  # noqa: F401
+        except ImportError:
+            raise bad(
+                "store", "the RocksDB store needs the rocksdict package: "
+                "pip install 'churnwatch[rocksdb]', or use memory://"
+            ) from None
+    if not 1 <= s.partitions <= 1000:
+        raise bad("partitions", "expected 1..1000")
+    if not 1 <= s.replication <= 10:
+        raise bad("replication", "expected 1..10")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", s.app_id):
+        raise bad("app_id", "expected letters, digits, '.', '_' or '-'")
+    for name in ("topic_purchases", "topic_contacts", "topic_complaints",
+                 "topic_alerts", "topic_dead_letters"):
+        if not _TOPIC_NAME.match(getattr(s, name)):
+            raise bad(name, "not a valid Kafka topic name")
+    if len(set(s.all_topics)) != len(s.all_topics):
+        raise ConfigError("CHURNWATCH_TOPIC_*: every topic needs its own name")
+    if not 0 < s.web_port < 65536:
+        raise bad("web_port", "expected a TCP port 1..65535")
+    if not 0.1 <= s.tick_seconds <= 3600:
+        raise bad("tick_seconds", "expected 0.1..3600 seconds")
+    if not 0 <= s.fetch_max_wait_ms <= 10000:
+        raise bad("fetch_max_wait_ms", "expected 0..10000 milliseconds")
+    if s.log_level not in LOG_LEVELS:
+        raise bad("log_level", f"expected one of {', '.join(LOG_LEVELS)}")
+    if s.policy_file and not Path(s.policy_file).is_file():
+        raise bad("policy_file", "no such file")
+    return s

@@ -1,0 +1,58 @@
+"""OVERDUE: the next purchase is late against the customer's own usual gap.
+
+Silence produces no event, so this is judged by the timer sweep in event time:
+``next_check`` tells the sweep the moment the customer becomes late.  The usual
+gap is the median of the customer's recent inter-purchase gaps (robust to one
+long holiday); one-time and two-time buyers are judged against the
+population's typical gap instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from statistics import median
+
+from ..policy import Policy
+from ..state import DAY, CustomerState
+from .base import Fired, clamp_strength, days, plural
+
+CODE = "OVERDUE"
+
+
+def typical_gap_days(state: CustomerState, policy: Policy) -> tuple[float, bool]:
+    """(typical gap in days, whether it is the customer's own)."""
+    if len(state.gaps) >= policy.overdue.min_gaps:
+        return float(median(state.gaps)), True
+    return policy.overdue.population_gap_days, False
+
+
+def threshold_days(state: CustomerState, policy: Policy) -> float:
+    gap, _ = typical_gap_days(state, policy)
+    return max(policy.overdue.multiple * gap, policy.overdue.min_days)
+
+
+def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
+    if state.last_purchase_ts is None:
+        return None
+    since = days(now - state.last_purchase_ts)
+    limit = threshold_days(state, policy)
+    if since <= limit:
+        return None
+    gap, own = typical_gap_days(state, policy)
+    whose = "usually buys every" if own else "customers typically buy every"
+    detail = f"no purchase for {plural(round(since), 'day')} ({whose} {gap:.0f} days)"
+    evidence = (str(state.recent_purchases[-1][1]),) if state.recent_purchases else ()
+    return Fired(CODE, clamp_strength(0.5 + 0.5 * (since - limit) / limit), round(since, 1),
+                 round(gap, 1), round(limit, 1), f"since {plural(round(since), 'day')}",
+                 evidence, detail)
+
+
+def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
+    """When the customer turns late, then when the lateness doubles, then lapses."""
+    if state.last_purchase_ts is None:
+        return None
+    limit = threshold_days(state, policy)
+    for at in (limit, 2 * limit, policy.overdue.lapsed_days):
+        t = state.last_purchase_ts + at * DAY + 1.0
+        if t > now:
+            return t
+    return None

@@ -1,0 +1,25 @@
+"""Tables.  One per-customer state table, one write per event.
+
+``customer_to_state``: customer id -> compact :class:`~stream_app.state.CustomerState`
+(orjson bytes).  Not windowed: the recent-activity windows live inside the
+state as event-time buckets (size ``[history].bucket_days``, kept
+``[history].buckets_kept``, time basis the event's own ``ts``), so an event
+costs one changelog message, and the timer sweep can read the table outside
+any window context.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from .app import app, settings
+from .settings import STATE_TABLE
+
+customer_to_state = app.Table(
+    STATE_TABLE,
+    schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw",
+                        value_serializer="raw"),
+    partitions=settings.partitions,
+    default=None,
+)
+
