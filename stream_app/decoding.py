@@ -181,15 +181,18 @@ def decode(kind: str, key: bytes | None, value: bytes | None) -> Decoded | Rejec
     if not isinstance(data, dict):
         return Rejected(f"expected a JSON object, got {type(data).__name__}")
     spec = FIELDS[kind]
+    known: dict[str, Any] = {}
+    # Unknown fields are ignored, not refused: producers may add fields
+    # (schema evolution) without every event being dead-lettered.
     for name, v in data.items():
         rule = _COMMON.get(name) or spec.get(name)
-        if rule is None:
-            return Rejected(f"unknown field '{name}'")
-        if v is None and not rule[0]:
+        if rule is None or (v is None and not rule[0]):
             continue
         problem = rule[1](name, v)
         if problem:
             return Rejected(problem)
+        known[name] = v
+    data = known
     for table in (_COMMON, spec):
         for name, (required, _) in table.items():
             if required and name not in data:

@@ -50,6 +50,9 @@ class FrequencyDrop:
     #: ...and the count is that low with at most this Poisson probability,
     #: so a customer who buys twice a year is not "dropping" after a quiet month.
     max_probability: float = 0.05
+    #: Spend alone is judged only when at least this many purchases were
+    #: expected in the recent window (a few baskets vary too much).
+    min_expected_for_spend: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +60,7 @@ class Overdue:
     """The next purchase is late compared with the customer's usual gap."""
 
     #: Late = days since last purchase > multiple x typical gap.
-    multiple: float = 2.5
+    multiple: float = 3.0
     #: Never judge anyone late before this many days.
     min_days: float = 21.0
     #: Gaps needed before the customer's own typical gap is trusted...

@@ -128,10 +128,18 @@ class Processor:
         wall = self.wall()
         clock = self.clocks.setdefault(partition, PartitionClock(self.idle_after))
         clock.observe(topic, result.ts, wall)
-        self.stats.events[kind] += 1
-        async with self._lock(partition):
-            await self._apply(topic, partition, offset, result)
         now = clock.now(wall)
+        try:
+            async with self._lock(partition):
+                await self._apply(topic, partition, offset, result, now)
+        except Exception as exc:
+            # A bug must not stop the worker or silently drop the event: it
+            # goes to dead-letters with the error, to be replayed once fixed.
+            log.exception("processing %s[%d]@%d failed", topic, partition, offset)
+            await self._reject(topic, partition, offset, key, value,
+                               f"processing failed: {type(exc).__name__}: {exc}")
+            return
+        self.stats.events[kind] += 1
         if now is not None:
             await self.run_due(partition, now)
 
@@ -142,7 +150,8 @@ class Processor:
         await self.send_dead_letter(key, dead_letter(topic, partition, offset, key, value,
                                                      reason))
 
-    async def _apply(self, topic: str, partition: int, offset: int, d: Decoded) -> None:
+    async def _apply(self, topic: str, partition: int, offset: int, d: Decoded,
+                     clock_now: float | None) -> None:
         cid = d.record.customer_id
         state = self.load(cid) or new_state(cid)
         if already_applied(state, topic, offset):
@@ -151,12 +160,19 @@ class Processor:
         before_due = state.due_ts
         apply_event(state, d.record, d.ts, topic=topic, partition=partition, offset=offset,
                     policy=self.policy)
-        await self._assess_and_store(state, max(d.ts, state.last_ts))
+        # Judge the customer at the partition's clock, not at this event's own
+        # time: when one topic runs ahead of another, the customer's events on
+        # the slower topic up to this time may not have arrived yet.
+        now = d.ts if clock_now is None else min(d.ts, clock_now)
+        await self._assess_and_store(state, now)
         if state.due_ts != before_due:
             self.due.schedule(partition, cid, state.due_ts)
 
     async def _assess_and_store(self, state: CustomerState, now: float) -> None:
         alert = assess(state, now, self.policy, emitted_at=self.wall())
+        if state.last_ts > now and (state.due_ts is None or state.due_ts > state.last_ts):
+            # Events ahead of the clock count once the clock reaches them.
+            state.due_ts = state.last_ts
         if alert is not None:
             await self.send_alert(alert)
             for s in alert.signals:
@@ -179,7 +195,11 @@ class Processor:
                 state = self.load(cid)
                 if state is None or state.due_ts != due:
                     continue  # superseded by a newer event
-                await self._assess_and_store(state, due)
+                try:
+                    await self._assess_and_store(state, due)
+                except Exception:
+                    log.exception("timer sweep of customer %s failed; skipped", cid)
+                    continue
                 self.due.schedule(partition, cid, state.due_ts)
                 done += 1
         return done

@@ -10,15 +10,15 @@ any window context.
 
 from __future__ import annotations
 
-import faust
-
 from .app import app, settings
 from .settings import STATE_TABLE
 
 customer_to_state = app.Table(
     STATE_TABLE,
-    schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw",
-                        value_serializer="raw"),
+    key_type=str,
+    # bytes -> Faust's "raw" codec in both the store and the changelog: the
+    # state encodes itself with orjson, once.
+    value_type=bytes,
     partitions=settings.partitions,
     default=None,
 )

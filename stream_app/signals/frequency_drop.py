@@ -51,9 +51,10 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     spend_ratio = recent_spend / expected_spend if expected_spend > 0 else 1.0
     probability = poisson_cdf(int(recent_n), expected)
     count_drop = count_ratio <= fd.max_ratio and probability <= fd.max_probability
-    # Spending less at the same pace: judged only where enough purchases were
-    # expected for the average basket to mean something.
-    spend_drop = expected >= 3 and recent_n >= 1 and spend_ratio <= fd.max_ratio
+    # Smaller baskets at the usual pace: judged only where enough purchases
+    # were expected for the average basket to mean something.
+    spend_drop = (expected >= fd.min_expected_for_spend and 1 <= recent_n <= expected
+                  and spend_ratio <= fd.max_ratio)
     if not (count_drop or spend_drop):
         return None
     evidence = tuple(str(eid) for ts, eid in state.recent_purchases if ts >= recent_start)

@@ -19,10 +19,15 @@ CODE = "OVERDUE"
 
 
 def typical_gap_days(state: CustomerState, policy: Policy) -> tuple[float, bool]:
-    """(typical gap in days, whether it is the customer's own)."""
+    """(typical gap in days, whether it is the customer's own).
+
+    With too few gaps to trust a median, the population's typical gap is used,
+    stretched to the longest gap the customer has already shown: a customer
+    whose one gap was five months is not late after two.
+    """
     if len(state.gaps) >= policy.overdue.min_gaps:
         return float(median(state.gaps)), True
-    return policy.overdue.population_gap_days, False
+    return max([policy.overdue.population_gap_days, *state.gaps]), False
 
 
 def threshold_days(state: CustomerState, policy: Policy) -> float:
