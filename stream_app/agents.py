@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from faust.types import TP
+
 from . import topics
 from .app import app, policy, settings
 from .processing import Processor
@@ -30,13 +32,19 @@ async def _send_dead_letter(key: bytes | None, letter: DeadLetter) -> None:
     await topics.dead_letters.send(key=key, value=letter)
 
 
+def _backlog(topic: str, partition: int, offset: int) -> bool:
+    """Whether the broker holds later messages of this partition (fetch high-water)."""
+    highwater = app.consumer.highwater(TP(topic, partition))
+    return highwater is not None and offset + 1 < highwater
+
+
 processor = Processor(
     customer_to_state,  # type: ignore[arg-type]
     policy,
     _send_alert,
     _send_dead_letter,
     kinds=topics.KIND_BY_TOPIC,
-    idle_after=max(2 * settings.tick_seconds, 5.0),
+    backlog=_backlog,
 )
 
 

@@ -1,17 +1,19 @@
 """Event-time clocks per partition, and the due-time index the timer sweep uses.
 
-*Event time* drives every window and timer.  A partition's clock is the
-earliest of its topics' latest event times (like a stream processor's
-watermark: a topic that lags behind holds the clock back, so a customer whose
-purchase is still queued on a slower topic is not called overdue).  A topic
-that has been silent for ``idle_after`` wall seconds stops holding the clock
-back.  When the whole partition is silent, the clock goes on at wall-clock
-speed from the last event time, so silence is still detected in live
-operation, while a fast replay of last year's events is judged by the events'
-own time.
+*Event time* drives every window and timer.  A partition's clock works like a
+stream processor's watermark over its three input topics:
+
+* while some topics still have a backlog (messages on the broker not yet
+  processed), the clock is the earliest of those topics' latest event times,
+  so a customer whose purchase is still queued on a slower topic is not
+  called overdue because another topic ran ahead;
+* once every topic is caught up, the clock is the latest event time seen,
+  and from then on it runs at wall-clock speed: in live operation silence is
+  noticed although no event arrives, while a fast replay of last year's
+  events is judged by the events' own time.
 
 :class:`DueIndex` is a heap of (event time, customer) per partition: each
-customer sits in it once, at the moment its state says the answer may change
+customer sits in it at the moment its state says the answer may change
 (``state.due_ts``), so the sweep touches only customers that are due.  It is
 derived data, rebuilt from the table after every rebalance.
 """
@@ -24,22 +26,21 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class PartitionClock:
-    idle_after: float = 10.0
-    #: topic -> (latest event time, wall time it was seen)
-    marks: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: topic -> (latest event time, wall time seen, whether a backlog remains)
+    marks: dict[str, tuple[float, float, bool]] = field(default_factory=dict)
 
-    def observe(self, topic: str, event_ts: float, wall: float) -> None:
+    def observe(self, topic: str, event_ts: float, wall: float, backlog: bool) -> None:
         prev = self.marks.get(topic)
-        self.marks[topic] = (max(event_ts, prev[0]) if prev else event_ts, wall)
+        self.marks[topic] = (max(event_ts, prev[0]) if prev else event_ts, wall, backlog)
 
     def now(self, wall: float) -> float | None:
         if not self.marks:
             return None
-        active = [ts for ts, seen in self.marks.values() if wall - seen <= self.idle_after]
-        if active:
-            return min(active)
-        latest_ts = max(ts for ts, _ in self.marks.values())
-        last_seen = max(seen for _, seen in self.marks.values())
+        behind = [ts for ts, _, backlog in self.marks.values() if backlog]
+        if behind:
+            return min(behind)
+        latest_ts = max(ts for ts, _, _ in self.marks.values())
+        last_seen = max(seen for _, seen, _ in self.marks.values())
         return latest_ts + max(0.0, wall - last_seen)
 
 

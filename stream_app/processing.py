@@ -35,6 +35,8 @@ log = logging.getLogger("churnwatch")
 
 SendAlert = Callable[[ChurnAlert], Awaitable[None]]
 SendDeadLetter = Callable[[bytes | None, DeadLetter], Awaitable[None]]
+#: (topic, partition, offset just read) -> whether later messages are waiting.
+Backlog = Callable[[str, int, int], bool]
 
 
 def dead_letter(topic: str, partition: int, offset: int, key: bytes | None,
@@ -70,7 +72,7 @@ class Processor:
         send_alert: SendAlert,
         send_dead_letter: SendDeadLetter,
         kinds: dict[str, str],
-        idle_after: float = 10.0,
+        backlog: Backlog = lambda topic, partition, offset: False,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.table = table
@@ -78,7 +80,7 @@ class Processor:
         self.send_alert = send_alert
         self.send_dead_letter = send_dead_letter
         self.kinds = kinds
-        self.idle_after = idle_after
+        self.backlog = backlog
         self.wall = wall
         self.clocks: dict[int, PartitionClock] = {}
         self.due = DueIndex()
@@ -109,9 +111,9 @@ class Processor:
             self.due.schedule(part, customer_id, due)
             latest[part] = max(latest.get(part, 0.0), last)
         for part, ts in latest.items():
-            clock = self.clocks.setdefault(part, PartitionClock(self.idle_after))
+            clock = self.clocks.setdefault(part, PartitionClock())
             if not clock.marks:
-                clock.observe("(restored)", ts, wall)
+                clock.observe("(restored)", ts, wall, backlog=False)
         self.stale = False
 
     # -- per message ------------------------------------------------------
@@ -126,8 +128,8 @@ class Processor:
         if self.stale:
             self.rebuild()
         wall = self.wall()
-        clock = self.clocks.setdefault(partition, PartitionClock(self.idle_after))
-        clock.observe(topic, result.ts, wall)
+        clock = self.clocks.setdefault(partition, PartitionClock())
+        clock.observe(topic, result.ts, wall, self.backlog(topic, partition, offset))
         now = clock.now(wall)
         try:
             async with self._lock(partition):

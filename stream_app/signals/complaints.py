@@ -39,7 +39,9 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
         f"({', '.join(cat.replace('_', ' ') for cat in categories)}; "
         f"worst severity {max(x[3] for x in recent)}/5)"
     )
-    return Fired(CODE, clamp_strength(weighted / (2 * threshold)), weighted, round(baseline, 2),
+    # A critical complaint weighs fully on its own: never leave one unanswered.
+    strength = 1.0 if critical else clamp_strength(weighted / (2 * threshold))
+    return Fired(CODE, strength, weighted, round(baseline, 2),
                  threshold, f"last {c.window_days} days",
                  tuple(str(x[1]) for x in recent), detail)
 

@@ -1,0 +1,25 @@
+"""Shared test set-up.
+
+The Faust app reads its settings when ``stream_app.app`` is imported, so the
+unit tests pin a memory store and a free web port here, before any test
+imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+os.environ.setdefault("CHURNWATCH_STORE", "memory://")
+os.environ.setdefault("CHURNWATCH_BROKER_PROFILE", "local")
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def at(days: float) -> str:
+    """ISO timestamp ``days`` after 2025-01-01 (with an offset, as the contract wants)."""
+    return (T0 + timedelta(days=days)).isoformat()
+
+
+def epoch(days: float) -> float:
+    return (T0 + timedelta(days=days)).timestamp()

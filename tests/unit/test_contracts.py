@@ -1,0 +1,136 @@
+"""The JSON Schemas (the public contract) and the Python records/decoder agree.
+
+Field names, required fields and enumerations must match, and the decoder
+must accept and refuse the same samples the schemas do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+
+from stream_app import records
+from stream_app.alerting import assess
+from stream_app.decoding import Decoded, Rejected, decode
+from stream_app.policy import Policy
+from stream_app.processing import dead_letter
+
+from ..conftest import epoch
+from ..helpers import buyer, complaint
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def schema(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((SCHEMAS / f"{name}.v1.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(doc)
+    return doc
+
+
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        schema(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+@pytest.mark.parametrize("kind", ["purchases", "contacts", "complaints"])
+def test_input_records_mirror_their_schema(kind: str) -> None:
+    doc = schema(kind)
+    fields = records.record_fields(records.INPUT_RECORDS[kind])
+    props = set(doc["properties"]) - {"schema_version"}
+    assert set(fields) == props
+    assert {n for n, required in fields.items() if required} == set(doc["required"])
+
+
+@pytest.mark.parametrize("name, cls", [("churn-alerts", records.ChurnAlert),
+                                       ("dead-letters", records.DeadLetter)])
+def test_output_records_mirror_their_schema(name: str, cls: type) -> None:
+    doc = schema(name)
+    assert set(records.record_fields(cls)) == set(doc["properties"])
+    assert set(doc["required"]) == set(doc["properties"])  # outputs always carry every field
+
+
+def _enum(doc: dict[str, Any], field: str) -> set[Any]:
+    return set(doc["properties"][field]["enum"]) - {None}
+
+
+def test_enumerations_agree() -> None:
+    contacts, complaints = schema("contacts"), schema("complaints")
+    assert _enum(contacts, "direction") == set(records.DIRECTIONS)
+    assert _enum(contacts, "channel") == set(records.CONTACT_CHANNELS)
+    assert _enum(contacts, "outcome") == set(records.CONTACT_OUTCOMES)
+    assert _enum(contacts, "purpose") == set(records.CONTACT_PURPOSES)
+    assert _enum(complaints, "category") == set(records.COMPLAINT_CATEGORIES)
+    assert _enum(schema("purchases"), "channel") == set(records.PURCHASE_CHANNELS)
+    alerts = schema("churn-alerts")["properties"]
+    assert set(alerts["signals"]["items"]["properties"]["code"]["enum"]) == set(
+        records.SIGNAL_CODES)
+    assert set(alerts["actions"]["items"]["properties"]["code"]["enum"]) == set(
+        records.ACTION_CODES)
+    assert set(alerts["severity"]["enum"]) == set(records.SEVERITIES)
+    assert set(alerts["route"]["enum"]) == set(records.ROUTES)
+
+
+BASE = {"event_id": "e1", "customer_id": "c1", "ts": "2025-03-01T10:00:00+02:00"}
+VALID = [
+    ("purchases", {**BASE, "amount": 12.5}),
+    ("purchases", {**BASE, "amount": 0, "currency": "ILS", "channel": "online",
+                   "note": "unknown fields are ignored"}),
+    ("purchases", {**BASE, "ts": "2025-03-01T08:00:00Z", "amount": 3, "currency": None}),
+    ("contacts", {**BASE, "direction": "outbound", "channel": "sms", "outcome": "no_answer"}),
+    ("contacts", {**BASE, "direction": "inbound", "channel": "phone", "purpose": "service",
+                  "text": "שלום, יש לי בעיה", "tags": ["price"]}),
+    ("complaints", {**BASE, "category": "technical_fault", "severity": 5,
+                    "compensation_requested": 200, "text": "broken again"}),
+    ("complaints", {**BASE, "category": "billing", "severity": 1, "schema_version": 1}),
+]
+INVALID = [
+    ("purchases", {**BASE}),  # no amount
+    ("purchases", {**BASE, "amount": "12"}),
+    ("purchases", {**BASE, "amount": -1}),
+    ("purchases", {**BASE, "amount": True}),
+    ("purchases", {**BASE, "amount": 1, "currency": "shekel"}),
+    ("purchases", {**BASE, "amount": 1, "ts": "2025-03-01T10:00:00"}),  # no offset
+    ("purchases", {**BASE, "amount": 1, "ts": "yesterday"}),
+    ("purchases", {"event_id": "e1", "ts": BASE["ts"], "amount": 1}),  # no customer
+    ("purchases", {**BASE, "customer_id": "", "amount": 1}),
+    ("contacts", {**BASE, "direction": "sideways", "channel": "phone"}),
+    ("contacts", {**BASE, "direction": "inbound", "channel": "pigeon"}),
+    ("contacts", {**BASE, "direction": "inbound", "channel": "phone", "tags": "price"}),
+    ("contacts", {**BASE, "direction": "inbound", "channel": "phone", "outcome": "maybe"}),
+    ("complaints", {**BASE, "category": "weather", "severity": 3}),
+    ("complaints", {**BASE, "category": "billing", "severity": 6}),
+    ("complaints", {**BASE, "category": "billing", "severity": 2.5}),
+    ("complaints", {**BASE, "category": "billing", "severity": 2, "schema_version": 2}),
+]
+
+
+@pytest.mark.parametrize("kind, sample", VALID)
+def test_valid_samples_pass_schema_and_decoder(kind: str, sample: dict[str, Any]) -> None:
+    validator(kind).validate(sample)
+    result = decode(kind, b"c1", orjson.dumps(sample))
+    assert isinstance(result, Decoded), result
+
+
+@pytest.mark.parametrize("kind, sample", INVALID)
+def test_invalid_samples_fail_schema_and_decoder(kind: str, sample: dict[str, Any]) -> None:
+    assert list(validator(kind).iter_errors(sample)), "schema accepted it"
+    result = decode(kind, b"c1", orjson.dumps(sample))
+    assert isinstance(result, Rejected), result
+
+
+def test_emitted_alerts_and_dead_letters_match_their_schemas() -> None:
+    s = buyer(7, 200)
+    for day in (195, 197, 199):
+        complaint(s, day, severity=4)
+    alert = assess(s, epoch(200), Policy(), emitted_at=epoch(200))
+    assert alert is not None
+    validator("churn-alerts").validate(orjson.loads(alert.dumps()))
+    letter = dead_letter("purchases", 2, 17, b"c1", b"\xff\xfe not utf-8", "not valid JSON")
+    encoded = orjson.loads(letter.dumps())
+    validator("dead-letters").validate(encoded)
+    assert encoded["value_encoding"] == "base64"

@@ -1,0 +1,148 @@
+"""Each signal alone: fires when it should, quiet for steady customers and edge cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream_app.policy import Policy
+from stream_app.signals import complaints, frequency_drop, overdue
+from stream_app.signals.base import poisson_cdf
+from stream_app.state import new_state
+
+from ..conftest import epoch
+from ..helpers import buyer, complaint, purchase
+
+POLICY = Policy()
+
+
+# -- FREQUENCY_DROP ---------------------------------------------------------
+
+def test_frequency_drop_fires_when_a_weekly_buyer_slows_down() -> None:
+    s = buyer(7, 300)  # weekly for 300 days
+    for day in (320, 345, 370):  # then every 25 days
+        purchase(s, day)
+    fired = frequency_drop.evaluate(s, epoch(380), POLICY)
+    assert fired is not None
+    assert fired.code == "FREQUENCY_DROP"
+    assert fired.baseline is not None and fired.value < fired.baseline * 0.5
+    assert fired.evidence  # cites the purchases in the recent window
+    assert "where" in fired.detail and "usual" in fired.detail
+
+
+def test_frequency_drop_quiet_for_a_steady_buyer() -> None:
+    s = buyer(7, 400)
+    assert frequency_drop.evaluate(s, epoch(402), POLICY) is None
+
+
+def test_frequency_drop_needs_enough_history() -> None:
+    s = buyer(7, 40)  # six weeks of history only, then silence
+    assert frequency_drop.evaluate(s, epoch(100), POLICY) is None
+
+
+def test_twice_a_year_buyer_is_not_dropping_after_a_quiet_season() -> None:
+    s = buyer(182, 730)  # every six months for two years
+    # 120 days after the last purchase: nothing bought in the recent window,
+    # but 0.5 purchases were expected, so zero is not improbable.
+    assert frequency_drop.evaluate(s, epoch(850), POLICY) is None
+
+
+def test_frequency_drop_on_spend_at_the_usual_pace() -> None:
+    s = buyer(5, 300, amount=100.0)
+    day = 305.0
+    while day < 390:
+        purchase(s, day, amount=20.0)
+        day += 5
+    fired = frequency_drop.evaluate(s, epoch(390), POLICY)
+    assert fired is not None and "spent" in fired.detail
+
+
+def test_poisson_cdf_matches_known_values() -> None:
+    assert poisson_cdf(0, 2.0) == pytest.approx(0.135335, rel=1e-5)
+    assert poisson_cdf(2, 2.0) == pytest.approx(0.676676, rel=1e-5)
+    assert poisson_cdf(0, 0.0) == 1.0
+
+
+# -- OVERDUE -------------------------------------------------------------------
+
+def test_overdue_fires_after_three_usual_gaps() -> None:
+    s = buyer(10, 200)  # last purchase on day 200
+    assert overdue.evaluate(s, epoch(229), POLICY) is None
+    fired = overdue.evaluate(s, epoch(232), POLICY)
+    assert fired is not None
+    assert fired.baseline == pytest.approx(10.0)
+    assert fired.threshold == pytest.approx(30.0)
+    assert fired.evidence == (s.recent_purchases[-1][1],)
+
+
+def test_overdue_next_check_is_the_moment_the_customer_turns_late() -> None:
+    s = buyer(10, 200)
+    due = overdue.next_check(s, epoch(201), POLICY)
+    assert due is not None
+    assert overdue.evaluate(s, due - 2, POLICY) is None
+    assert overdue.evaluate(s, due, POLICY) is not None
+
+
+def test_one_time_buyer_is_judged_against_the_population_gap() -> None:
+    s = new_state("once")
+    purchase(s, 0)
+    limit = POLICY.overdue.multiple * POLICY.overdue.population_gap_days
+    assert overdue.evaluate(s, epoch(limit - 1), POLICY) is None
+    fired = overdue.evaluate(s, epoch(limit + 1), POLICY)
+    assert fired is not None and "customers typically buy" in fired.detail
+
+
+def test_seasonal_buyer_with_one_long_gap_is_not_late_early() -> None:
+    s = new_state("seasonal")
+    purchase(s, 0)
+    purchase(s, 170)  # one gap, too few for a median: the longest gap counts
+    assert overdue.evaluate(s, epoch(170 + 200), POLICY) is None
+
+
+def test_same_day_purchases_are_not_gaps() -> None:
+    s = new_state("basket")
+    for hour in range(5):
+        purchase(s, 10 + hour / 24)
+    assert s.gaps == []
+
+
+# -- COMPLAINTS ----------------------------------------------------------------
+
+def test_complaints_fire_on_a_burst() -> None:
+    s = buyer(7, 200)
+    for day in (190, 195, 198):
+        complaint(s, day, severity=3)
+    fired = complaints.evaluate(s, epoch(200), POLICY)
+    assert fired is not None
+    assert fired.value == 9.0
+    assert len(fired.evidence) == 3
+    assert "technical fault" in fired.detail
+
+
+def test_one_mild_complaint_is_not_a_signal() -> None:
+    s = buyer(7, 200)
+    complaint(s, 195, severity=2)
+    assert complaints.evaluate(s, epoch(200), POLICY) is None
+
+
+def test_one_critical_complaint_is_a_signal() -> None:
+    s = buyer(7, 200)
+    complaint(s, 195, severity=5)
+    assert complaints.evaluate(s, epoch(200), POLICY) is not None
+
+
+def test_a_habitual_complainer_is_judged_against_their_own_volume() -> None:
+    s = buyer(7, 400)
+    for day in range(40, 370, 10):  # a severity-3 complaint every 10 days, always
+        complaint(s, day, severity=3)
+    # 3 complaints in the last 30 days is this customer's normal.
+    assert complaints.evaluate(s, epoch(372), POLICY) is None
+
+
+def test_complaints_age_out_of_the_window() -> None:
+    s = buyer(7, 200)
+    for day in (190, 192):
+        complaint(s, day, severity=4)
+    assert complaints.evaluate(s, epoch(200), POLICY) is not None
+    due = complaints.next_check(s, epoch(200), POLICY)
+    assert due is not None
+    assert complaints.evaluate(s, due, POLICY) is None
