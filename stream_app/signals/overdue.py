@@ -51,12 +51,17 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
                  evidence, detail)
 
 
+#: Lateness (as multiples of the limit) at which the customer is looked at
+#: again: the signal's strength, and so the risk, grows with it.
+STEPS = (1.0, 1.2, 1.4, 1.6, 2.0)
+
+
 def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
-    """When the customer turns late, then when the lateness doubles, then lapses."""
+    """When the customer turns late, as the lateness grows, and when they lapse."""
     if state.last_purchase_ts is None:
         return None
     limit = threshold_days(state, policy)
-    for at in (limit, 2 * limit, policy.overdue.lapsed_days):
+    for at in sorted((*(limit * k for k in STEPS), policy.overdue.lapsed_days)):
         t = state.last_purchase_ts + at * DAY + 1.0
         if t > now:
             return t

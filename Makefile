@@ -1,0 +1,23 @@
+# The two commands of the README.  Each sets itself up on a fresh machine:
+# a virtual environment in .venv with the project and its test tools.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: demo test clean
+
+demo: $(STAMP)
+	$(VENV)/bin/churnwatch demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[rocksdb,test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,75 @@
+"""A real local broker and a real worker process, shared by the integration tests.
+
+Started once per session (the worker needs a few seconds to join its group);
+each test uses its own customer ids, so tests don't see each other's alerts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from stream_app.admin import create_topics
+from stream_app.broker import LocalBroker, free_port
+from stream_app.demo import running_worker
+from stream_app.settings import Settings
+
+#: Upper bound on waiting for an expected output; the tests poll, never sleep.
+WAIT = 120.0
+
+
+class Cluster:
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.settings = settings
+        self.log = log
+        self.producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks=1)
+
+    def send(self, topic: str, key: bytes | None, value: dict[str, Any] | bytes) -> None:
+        raw = value if isinstance(value, bytes) else orjson.dumps(value)
+        self.producer.send(topic, key=key, value=raw)
+
+    def flush(self) -> None:
+        self.producer.flush()
+
+    def read_until(self, topic: str, done: Callable[[list[dict[str, Any]]], bool],
+                   timeout: float = WAIT) -> list[dict[str, Any]]:
+        """All records of ``topic`` once ``done(records)`` holds; fails after ``timeout``."""
+        consumer = KafkaConsumer(topic, bootstrap_servers=self.settings.bootstrap_servers,
+                                 auto_offset_reset="earliest", enable_auto_commit=False,
+                                 consumer_timeout_ms=500)
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                records.extend(orjson.loads(m.value) for m in consumer)
+                if done(records):
+                    return records
+        finally:
+            consumer.close()
+        tail = self.log.read_text(errors="replace")[-3000:]
+        raise AssertionError(f"no expected output on {topic} within {timeout:.0f} s; "
+                             f"got {len(records)} records. Worker log tail:\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    work = tmp_path_factory.mktemp("cluster")
+    with LocalBroker(log_path=work / "broker.log") as broker:
+        settings = Settings().with_overrides(
+            broker_url=broker.url, broker_profile="local", store="rocksdb://",
+            data_dir=str(work / "state"), web_port=free_port(), tick_seconds=1.0,
+            app_id="churnwatch-it", log_level="info",
+            policy_file=str(Path(__file__).with_name("policy.toml")),
+        )
+        create_topics(settings)
+        with running_worker(settings, work / "worker.log") as worker:
+            c = Cluster(settings, work / "worker.log")
+            yield c
+            c.producer.close()
+            assert worker.poll() is None, "the worker died during the tests"

@@ -1,0 +1,135 @@
+"""Events in, explained alerts out, through the real broker and a real worker."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from stream_app.decoding import parse_ts
+
+from .conftest import Cluster
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def ts(day: float, base: datetime = T0) -> str:
+    return (base + timedelta(days=day)).isoformat()
+
+
+def for_customers(prefix: str) -> Any:
+    return lambda records: [r for r in records if r["customer_id"].startswith(prefix)]
+
+
+def test_a_drifting_customer_is_alerted_with_evidence_and_a_steady_one_is_not(
+        cluster: Cluster) -> None:
+    s = cluster.settings
+    sent_ids: set[str] = set()
+
+    def send(topic: str, cid: str, value: dict[str, Any]) -> None:
+        value = {"event_id": f"{cid}-{len(sent_ids)}", "customer_id": cid, **value}
+        sent_ids.add(value["event_id"])
+        cluster.send(topic, cid.encode(), value)
+
+    steady = [f"drift-steady-{i}" for i in range(24)]  # every partition gets a clock
+    for day in range(0, 400, 5):
+        for cid in steady:
+            send(s.topic_purchases, cid, {"ts": ts(day + 0.1), "amount": 40.0})
+        if day < 300:
+            send(s.topic_purchases, "drift-leaver", {"ts": ts(day + 0.2), "amount": 60.0})
+        if day in (285, 290, 295):
+            send(s.topic_complaints, "drift-leaver", {
+                "ts": ts(day + 0.3), "category": "technical_fault", "severity": 4,
+                "text": "The device failed again"})
+        if day % 30 == 0:
+            send(s.topic_contacts, "drift-leaver", {
+                "ts": ts(day + 0.4), "direction": "outbound", "channel": "sms",
+                "outcome": "opened" if day < 250 else "ignored"})
+    cluster.flush()
+
+    def leaver_codes(records: list[dict[str, Any]]) -> set[str]:
+        return {sig["code"] for r in records if r["customer_id"] == "drift-leaver"
+                for sig in r["signals"]}
+
+    alerts = cluster.read_until(
+        s.topic_alerts, lambda rs: {"COMPLAINTS", "OVERDUE"} <= leaver_codes(rs))
+    mine = [a for a in alerts if a["customer_id"].startswith("drift-")]
+    assert {a["customer_id"] for a in mine} == {"drift-leaver"}, "steady buyers were alerted"
+    assert len({a["alert_id"] for a in mine}) == len(mine), "an alert was paged twice"
+    assert {a["episode"] for a in mine} == {1}
+    for alert in mine:
+        assert alert["actions"], alert
+        assert alert["summary"].startswith("Customer drift-leaver")
+        for sig in alert["signals"]:
+            assert set(sig["evidence"]) <= sent_ids, sig  # cites real events
+            assert sig["threshold"] is not None and sig["window"]
+    complaints = next(sig for a in mine for sig in a["signals"] if sig["code"] == "COMPLAINTS")
+    assert len(complaints["evidence"]) >= 2
+    overdue = next(a for a in mine if "OVERDUE" in {sig["code"] for sig in a["signals"]})
+    # Event time, not wall time: the leaver went quiet after day ~295 of 2024.
+    assert timedelta(days=300) < datetime.fromtimestamp(
+        float(parse_ts(overdue["ts"])), UTC) - T0 < timedelta(days=360)
+    assert {a["code"] for a in overdue["actions"]} & {"REACH_OUT", "WIN_BACK"}
+
+
+def test_malformed_events_are_dead_lettered_and_the_worker_keeps_going(
+        cluster: Cluster) -> None:
+    s = cluster.settings
+    cluster.send(s.topic_purchases, b"bad-1", b"\x00\x01 not json")
+    cluster.send(s.topic_complaints, b"bad-2", {
+        "event_id": "bad-e2", "customer_id": "bad-2", "ts": ts(1), "category": "billing",
+        "severity": "high"})
+    cluster.send(s.topic_contacts, b"bad-3", {
+        "event_id": "bad-e3", "customer_id": "bad-3", "ts": "2024-13-45T00:00:00Z",
+        "direction": "inbound", "channel": "phone"})
+    cluster.send(s.topic_complaints, b"bad-4", {  # a good event after the bad ones
+        "event_id": "bad-e4", "customer_id": "bad-4", "ts": ts(2), "category": "billing",
+        "severity": 5})
+    cluster.flush()
+    letters = cluster.read_until(
+        s.topic_dead_letters,
+        lambda rs: len([r for r in rs if (r["key"] or "").startswith("bad-")]) >= 3)
+    mine = {r["key"]: r for r in letters if (r["key"] or "").startswith("bad-")}
+    assert "not valid UTF-8 JSON" in mine["bad-1"]["reason"]
+    assert mine["bad-1"]["value_encoding"] == "utf-8"
+    assert "'severity' must be a whole number" in mine["bad-2"]["reason"]
+    assert "not an ISO-8601 timestamp" in mine["bad-3"]["reason"]
+    assert {r["topic"] for r in mine.values()} == {
+        s.topic_purchases, s.topic_complaints, s.topic_contacts}
+    alerts = cluster.read_until(
+        s.topic_alerts, lambda rs: any(r["customer_id"] == "bad-4" for r in rs))
+    assert [a["signals"][0]["code"] for a in alerts if a["customer_id"] == "bad-4"] == [
+        "COMPLAINTS"]
+
+
+def test_silence_is_noticed_in_live_operation_with_no_further_events(
+        cluster: Cluster) -> None:
+    """A customer who stops buying is flagged by the idle clock, no event needed."""
+    s = cluster.settings
+    policy = s.policy()  # tests/integration/policy.toml: silence alone alerts
+    now = datetime.now(UTC)
+    # Daily purchases; the last one the minimum lateness minus a few seconds
+    # ago, so the customer turns overdue a few seconds from now.
+    last = now - timedelta(days=policy.overdue.min_days) + timedelta(seconds=8)
+    for back in range(40, -1, -1):
+        cluster.send(s.topic_purchases, b"live-1", {
+            "event_id": f"live-p{back}", "customer_id": "live-1",
+            "ts": (last - timedelta(days=back)).isoformat(), "amount": 30.0})
+    # Present-day activity of the same customer moves the partition's clock to now.
+    cluster.send(s.topic_contacts, b"live-1", {
+        "event_id": "live-c1", "customer_id": "live-1", "ts": now.isoformat(),
+        "direction": "inbound", "channel": "phone"})
+    cluster.flush()
+    sent_at = time.time()
+    alerts = cluster.read_until(
+        s.topic_alerts, lambda rs: any(r["customer_id"] == "live-1" for r in rs))
+    alert = next(a for a in alerts if a["customer_id"] == "live-1")
+    assert [sig["code"] for sig in alert["signals"]] == ["OVERDUE"]
+    assert alert["signals"][0]["evidence"] == ["live-p0"]
+    # It tripped when the customer became late, not when the test started.
+    tripped = float(parse_ts(alert["ts"]))
+    assert tripped >= sent_at - 1

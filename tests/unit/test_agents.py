@@ -1,0 +1,68 @@
+"""The Faust agents, in Faust's test mode with the memory store (no broker).
+
+Sends to the output topics need a running producer, so the processor's two
+send functions are swapped for collectors; the integration tests cover the
+real topics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from stream_app.agents import processor, track_complaints, track_purchases
+from stream_app.app import app
+from stream_app.state import CustomerState
+from stream_app.tables import customer_to_state
+
+from ..conftest import at
+
+
+@pytest.fixture
+async def sent() -> AsyncIterator[dict[str, list[Any]]]:
+    app.conf.store = "memory://"
+    out: dict[str, list[Any]] = {"alerts": [], "dead": []}
+    saved = processor.send_alert, processor.send_dead_letter
+
+    async def alert(a: Any) -> None:
+        out["alerts"].append(a)
+
+    async def dead(key: Any, letter: Any) -> None:
+        out["dead"].append(letter)
+
+    processor.send_alert, processor.send_dead_letter = alert, dead
+    yield out
+    processor.send_alert, processor.send_dead_letter = saved
+
+
+def complaint(cid: str, n: int, day: int, severity: int) -> bytes:
+    return orjson.dumps({"event_id": f"{cid}-k{n}", "customer_id": cid, "ts": at(day),
+                         "category": "technical_fault", "severity": severity})
+
+
+async def test_complaints_agent_updates_the_table_alerts_and_escalates(
+        sent: dict[str, list[Any]]) -> None:
+    async with track_complaints.test_context() as agent:
+        for n, day in enumerate((10, 12, 14, 15)):
+            await agent.put(key=b"agent-c1", value=complaint("agent-c1", n, day, 4))
+    state = CustomerState.from_bytes(customer_to_state["agent-c1"])
+    assert len(state.complaints) == 4
+    first, second = sent["alerts"]  # the 4th complaint adds too little to re-alert
+    assert first.signals[0].evidence == ["agent-c1-k0", "agent-c1-k1"]
+    assert second.episode == first.episode == 1
+    assert second.risk_score >= first.risk_score + 15
+    assert second.alert_id != first.alert_id
+
+
+async def test_malformed_input_is_dead_lettered_and_the_agent_keeps_going(
+        sent: dict[str, list[Any]]) -> None:
+    async with track_purchases.test_context() as agent:
+        await agent.put(key=b"agent-c2", value=b"{broken")
+        await agent.put(key=b"agent-c2", value=orjson.dumps(
+            {"event_id": "agent-p1", "customer_id": "agent-c2", "ts": at(1), "amount": 5}))
+    assert len(sent["dead"]) == 1
+    assert "not valid UTF-8 JSON" in sent["dead"][0].reason
+    assert CustomerState.from_bytes(customer_to_state["agent-c2"]).purchases == 1
