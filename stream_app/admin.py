@@ -7,6 +7,7 @@ expects, so all topics, changelog and clock included, are created here.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -42,10 +43,8 @@ def create_topics(s: Settings) -> list[str]:
         wanted = topic_names(s)
         missing = [t for t in wanted if t not in existing]
         for name in missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                 admin.create_topics([NewTopic(name, s.partitions, s.replication)])
-            except TopicAlreadyExistsError:
-                pass
         present = [t for t in wanted if t in existing]
         if present:
             for meta in admin.describe_topics(present):

@@ -43,7 +43,7 @@ def _backlog(topic: str, partition: int, offset: int) -> bool:
 
 
 processor = Processor(
-    customer_to_state,  # type: ignore[arg-type]
+    customer_to_state,
     policy,
     _send_alert,
     _send_dead_letter,
@@ -80,7 +80,7 @@ async def sweep_silence(stream: Any) -> None:
         await processor.tick(event.message.partition)
 
 
-@app.timer(interval=settings.tick_seconds, on_leader=False)
+@app.timer(interval=settings.tick_seconds, on_leader=False)  # type: ignore[untyped-decorator]
 async def send_ticks() -> None:
     """Tick every clock partition this worker owns (each worker its own)."""
     for tp in app.consumer.assignment():
@@ -89,5 +89,5 @@ async def send_ticks() -> None:
 
 
 @app.on_rebalance_complete.connect
-async def _on_rebalance(sender: Any, **kwargs: Any) -> None:
+def _on_rebalance(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
     processor.stale = True

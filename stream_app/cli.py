@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .policy import PolicyError, load_policy
+from .policy import PolicyError, load_policy, policy_toml
 from .settings import ConfigError, from_env
 
 DESCRIPTION = """\
@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     polsub = pol.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     chk = polsub.add_parser("check", help="validate a policy file and print the result")
     chk.add_argument("file")
+    polsub.add_parser("defaults", help="print the default policy as a TOML file to start from")
     return p
 
 
@@ -84,12 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "policy":
+        if args.policy_command == "defaults":
+            print(policy_toml(load_policy(None)), end="")
+            return 0
         policy = load_policy(args.file)
-        print(f"{args.file}: OK")
-        for section in policy.__dataclass_fields__:
-            values = getattr(policy, section)
-            body = ", ".join(f"{k}={getattr(values, k)}" for k in values.__dataclass_fields__)
-            print(f"  [{section}] {body}")
+        print(f"# {args.file}: OK. In effect (defaults filled in):")
+        print(policy_toml(policy), end="")
         return 0
     settings = from_env()
     settings.policy()  # fail now, naming the key, not inside the worker

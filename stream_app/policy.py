@@ -126,6 +126,7 @@ class Policy:
     alerting: Alerting = field(default_factory=Alerting)
 
 
+_DEFAULT = Policy()
 _POSITIVE_EXCEPT = {"max_probability", "max_ratio"}
 
 
@@ -161,8 +162,8 @@ def policy_from_mapping(data: dict[str, Any], source: str = "policy") -> Policy:
             )
         if not isinstance(body, dict):
             raise PolicyError(f"{source}: [{section}] must be a table of settings")
-        cls = known[section].default_factory  # type: ignore[misc]
-        defaults = cls()
+        defaults = getattr(_DEFAULT, section)
+        cls = type(defaults)
         keys = {f.name for f in fields(defaults)}
         values: dict[str, Any] = {}
         for key, value in body.items():
@@ -204,3 +205,15 @@ def load_policy(path: str | Path | None) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{p}: not valid TOML: {exc}") from None
     return policy_from_mapping(data, str(p))
+
+
+def policy_toml(policy: Policy) -> str:
+    """The policy as a TOML document (every key, so it can be edited and reloaded)."""
+    lines: list[str] = []
+    for section in fields(policy):
+        values = getattr(policy, section.name)
+        lines.append(f"[{section.name}]")
+        for f in fields(values):
+            lines.append(f"{f.name} = {getattr(values, f.name)!r}")
+        lines.append("")
+    return "\n".join(lines)

@@ -128,9 +128,9 @@ INPUT_RECORDS: dict[str, type[_Input]] = {
 
 def record_fields(cls: type[faust.Record]) -> dict[str, bool]:
     """Field name -> required, as Faust sees the class (used by the contract test)."""
-    options = cls._options  # type: ignore[attr-defined]
+    options = cls._options
     return {name: name not in options.optionalset for name in options.fields}
 
 
 def as_dict(record: faust.Record) -> dict[str, Any]:
-    return record.asdict()  # type: ignore[no-any-return]
+    return record.asdict()

@@ -120,7 +120,7 @@ class _Builder:
 
     def purchases(self, cid: str, t: float, until: float, mean_gap: float, basket: float,
                   stretch_from: float | None = None, stretch_days: float = 60.0) -> float | None:
-        """Purchases from ``t`` to ``until``; after ``stretch_from`` gaps grow and baskets shrink."""
+        """Purchases until ``until``; after ``stretch_from``, longer gaps, smaller baskets."""
         last = None
         while t < until:
             factor = 1.0
@@ -211,7 +211,8 @@ def generate(customers: int = 2000, days: int = 540, seed: int = 7,
             b.background_contacts(cid, burst, channel)
         if plan.churned and plan.last_purchase is None:
             plan.churned = False  # left before buying anything: nothing to catch
-    events = sorted((e for e in b.events if t0 <= e.ts < t1), key=lambda e: (e.ts, e.value["event_id"]))
+    events = sorted((e for e in b.events if t0 <= e.ts < t1),
+                    key=lambda e: (e.ts, e.value["event_id"]))
     counts: dict[str, int] = {}
     for e in events:
         counts[e.topic] = counts.get(e.topic, 0) + 1

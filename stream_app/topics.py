@@ -3,11 +3,13 @@ decides what is malformed and sends it to dead-letters with a reason."""
 
 from __future__ import annotations
 
+from faust.types import TopicT
+
 from .app import app, settings
 from .records import ChurnAlert, DeadLetter
 
 
-def _raw_input(name: str) -> object:
+def _raw_input(name: str) -> TopicT:
     return app.topic(
         name, key_type=bytes, value_type=bytes, key_serializer="raw",
         value_serializer="raw", partitions=settings.partitions,

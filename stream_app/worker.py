@@ -20,7 +20,7 @@ def run_worker(create_topics: bool = True) -> None:
 
         create(settings)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def _quiet_root_logger() -> None:
         # The worker leaves the root logger at DEBUG whatever its own level,
         # so every debug call in aiokafka's hot path builds a record; at the

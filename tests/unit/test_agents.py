@@ -14,7 +14,6 @@ import orjson
 import pytest
 
 from stream_app.agents import processor, track_complaints, track_purchases
-from stream_app.app import app
 from stream_app.state import CustomerState
 from stream_app.tables import customer_to_state
 
@@ -23,7 +22,6 @@ from ..conftest import at
 
 @pytest.fixture
 async def sent() -> AsyncIterator[dict[str, list[Any]]]:
-    app.conf.store = "memory://"
     out: dict[str, list[Any]] = {"alerts": [], "dead": []}
     saved = processor.send_alert, processor.send_dead_letter
 
