@@ -11,6 +11,7 @@ from typing import Any
 
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
+from mode import BaseSignalT
 
 from . import topics
 from .app import app, policy, settings
@@ -89,5 +90,5 @@ async def send_ticks() -> None:
 
 
 @app.on_rebalance_complete.connect
-def _on_rebalance(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+def _on_rebalance(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
     processor.stale = True

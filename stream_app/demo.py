@@ -65,6 +65,11 @@ class Progress:
             self.last_pct = int(pct // 10 * 10)
             self.out.write(text + "\n")
 
+    def phase(self) -> None:
+        """A new kind of work starts: its own percentages, its own lines."""
+        self.clear()
+        self.last_pct = -10
+
     def clear(self) -> None:
         if self.tty and self.width:
             self.out.write("\r" + " " * self.width + "\r")
@@ -271,6 +276,7 @@ def run_demo(base: Settings, customers: int, days: int, seed: int, quiet: bool,
             produced: dict[tuple[str, int], int] = {}
             total = produce(s, pop, progress, produced)
             expected = sum(produced.values())
+            progress.phase()
             processed, advanced = 0, time.monotonic()
             while processed < expected:
                 if worker.poll() is not None:
