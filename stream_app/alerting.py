@@ -92,7 +92,7 @@ def assess(state: CustomerState, now: float, policy: Policy,
             for f in fired
         ],
         actions=actions,
-        route=route(risk, state, policy),
+        route=route(risk, state, now, policy),
         summary=summary(state.customer_id, risk, sev, fired, actions),
         episode=a.episode,
     )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from .policy import Policy
 from .records import Action
+from .scoring import high_value
 from .signals import Fired
 from .state import DAY, CustomerState
 
@@ -46,7 +47,7 @@ def recommend(fired: Sequence[Fired], state: CustomerState, now: float,
         add("REACH_OUT", "buying less than usual: a personal call or message"
                          + (f" on {channel}, where they answer most" if channel else ""),
             channel or "phone")
-    if "FREQUENCY_DROP" in codes or (state.spend >= policy.scoring.high_value_spend):
+    if "FREQUENCY_DROP" in codes or high_value(state, now, policy):
         add("APPRECIATE", "a regular customer drifting away: show they are valued")
     return actions
 

@@ -61,6 +61,8 @@ class Overdue:
 
     #: Late = days since last purchase > multiple x typical gap.
     multiple: float = 3.0
+    #: ...and past this multiple of the longest of the customer's recent gaps.
+    longest_gap_multiple: float = 1.25
     #: Never judge anyone late before this many days.
     min_days: float = 21.0
     #: Gaps needed before the customer's own typical gap is trusted...
@@ -98,9 +100,9 @@ class Scoring:
     medium_at: float = 35.0
     high_at: float = 60.0
     critical_at: float = 80.0
-    #: Lifetime spend at which a customer counts as high value and is routed
-    #: to the call centre whatever the risk.
-    high_value_spend: float = 2000.0
+    #: Spend over the last year (365 days of event time) at which a customer
+    #: counts as high value and is routed to the call centre whatever the risk.
+    high_value_spend: float = 5000.0
 
 
 @dataclass(frozen=True, slots=True)

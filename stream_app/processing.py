@@ -91,7 +91,11 @@ class Processor:
     # -- state table --------------------------------------------------------
 
     def load(self, customer_id: str) -> CustomerState | None:
-        raw = self.table.get(customer_id)
+        # One store lookup: Mapping.get() would ask the store twice (contains, get).
+        try:
+            raw = self.table[customer_id]
+        except KeyError:
+            return None
         return CustomerState.from_bytes(raw) if raw is not None else None
 
     def _lock(self, partition: int) -> asyncio.Lock:

@@ -36,8 +36,12 @@ def severity(risk: float, policy: Policy) -> str:
     return "low"
 
 
-def route(risk: float, state: CustomerState, policy: Policy) -> str:
+def high_value(state: CustomerState, now: float, policy: Policy) -> bool:
+    return state.spend_last_year(now, policy.history.bucket_days) >= policy.scoring.high_value_spend
+
+
+def route(risk: float, state: CustomerState, now: float, policy: Policy) -> str:
     """High risk or high value needs a person on the phone; the rest, automation."""
-    if risk >= policy.scoring.high_at or state.spend >= policy.scoring.high_value_spend:
+    if risk >= policy.scoring.high_at or high_value(state, now, policy):
         return "call_center"
     return "marketing"

@@ -104,6 +104,12 @@ class CustomerState:
 
     # -- derived ---------------------------------------------------------
 
+    def spend_last_year(self, now: float, bucket_days: int) -> float:
+        """Spend in the buckets of the last 365 days: what the customer is worth now."""
+        width = bucket_days * DAY
+        first = int((now - 365 * DAY) // width) + 1
+        return float(sum(b[2] for b in self.buckets if first <= b[0] <= now // width))
+
     def preferred_channel(self) -> str | None:
         """The channel the customer answers most, by response rate then volume."""
         best: tuple[float, int, str] | None = None

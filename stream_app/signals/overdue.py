@@ -31,8 +31,15 @@ def typical_gap_days(state: CustomerState, policy: Policy) -> tuple[float, bool]
 
 
 def threshold_days(state: CustomerState, policy: Policy) -> float:
+    """Late = past a multiple of the usual gap, and past the longest recent gap.
+
+    The second bound keeps an irregular buyer (gaps of 5, 30, 8, 25 days)
+    from being called late at every long gap of their ordinary rhythm.
+    """
+    o = policy.overdue
     gap, _ = typical_gap_days(state, policy)
-    return max(policy.overdue.multiple * gap, policy.overdue.min_days)
+    longest = max(state.gaps, default=0.0) * o.longest_gap_multiple
+    return max(o.multiple * gap, longest, o.min_days)
 
 
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:

@@ -62,7 +62,7 @@ def test_state_round_trips_through_bytes() -> None:
 
 
 def test_route_sends_high_value_customers_to_the_call_centre() -> None:
-    s = buyer(7, 200, amount=400.0)  # ~11,000 lifetime spend
+    s = buyer(7, 200, amount=400.0)  # ~11,600 spent this year
     complaint(s, 199, severity=5)
     alert = assess(s, epoch(200), POLICY, emitted_at=0)
     assert alert is not None and alert.route == "call_center"
