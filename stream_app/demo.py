@@ -29,7 +29,7 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from .admin import create_topics
-from .broker import LocalBroker
+from .broker import LocalBroker, free_port
 from .settings import Settings, env_name
 from .synthetic import DAY, Population, generate
 
@@ -255,7 +255,7 @@ def run_demo(base: Settings, customers: int, days: int, seed: int, quiet: bool,
               + ", ".join(f"{v:,} {k}" for k, v in sorted(pop.counts.items())) + "\n")
     with LocalBroker(log_path=workdir / "broker.log") as broker:
         s = base.with_overrides(broker_url=broker.url, broker_profile="local",
-                                data_dir=str(workdir / "state"))
+                                data_dir=str(workdir / "state"), web_port=free_port())
         out.write(f"Local broker on {broker.bootstrap}; creating topics...\n")
         create_topics(s)
         out.write(f"Starting a worker (log: {workdir / 'worker.log'}, "
