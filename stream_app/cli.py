@@ -97,7 +97,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        # SIGTERM behaves like Ctrl-C, so the broker and worker are stopped too.
+        # Ctrl-C (even where a shell started us with SIGINT ignored) and
+        # SIGTERM both unwind the demo, which stops the worker and broker.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         return run_demo(settings, args.customers, args.days, args.seed, args.quiet)
     if args.command == "worker":
