@@ -74,6 +74,12 @@ async def track_complaints(stream: Any) -> None:
     await _consume(stream)
 
 
+@app.agent(topics.feedback, name="apply_feedback")
+async def apply_feedback(stream: Any) -> None:
+    """Alert outcomes from the call centre or marketing: suppress or end episodes."""
+    await _consume(stream)
+
+
 @app.agent(topics.clock, name="sweep_silence")
 async def sweep_silence(stream: Any) -> None:
     """Each tick sweeps its partition for customers whose silence is now due."""

@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from .playbook import recommend, summary
+from .playbook import recommend, summary, summary_he
 from .policy import Policy
 from .records import ChurnAlert, SignalEvidence
 from .scoring import risk_score, route, severity
 from .signals import EVALUATORS, NEXT_CHECKS, Fired
-from .state import CustomerState
+from .state import DAY, CustomerState
 
 
 def iso(ts: float) -> str:
@@ -31,6 +31,12 @@ def iso(ts: float) -> str:
 def alert_id(customer_id: str, episode: int, revision: int, codes: list[str]) -> str:
     material = f"{customer_id}\x1f{episode}\x1f{revision}\x1f{'+'.join(codes)}"
     return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def silenced(state: CustomerState, now: float) -> bool:
+    """Feedback says: do not contact, reported lost, or quiet for a while."""
+    a = state.alerting
+    return a.do_not_contact or a.lost or (a.quiet_until is not None and now < a.quiet_until)
 
 
 def evaluate_signals(state: CustomerState, now: float, policy: Policy) -> list[Fired]:
@@ -59,16 +65,18 @@ def assess(state: CustomerState, now: float, policy: Policy,
     if a.open and risk < policy.alerting.close_below:
         a.open, a.codes, a.risk, a.severity = False, [], 0.0, ""
         return None
-    if not fired:
+    if not fired or silenced(state, now):
         return None
+    cooldown = policy.alerting.cooldown_days * DAY
+    fresh = {c for c in codes if now - a.alerted_at.get(c, float("-inf")) > cooldown}
     if not a.open:
-        if risk < policy.alerting.open_at:
+        if risk < policy.alerting.open_at or not fresh:
             return None
         a.episode += 1
         a.open = True
         revision = 0
     else:
-        new_signal = not set(codes) <= set(a.codes)
+        new_signal = bool(fresh - set(a.codes))
         if not new_signal and risk < a.risk + policy.alerting.escalate_step:
             return None
         revision = a.sent_in_episode
@@ -77,6 +85,8 @@ def assess(state: CustomerState, now: float, policy: Policy,
     a.risk, a.severity, a.last_alert_ts = risk, sev, now
     a.sent += 1
     a.sent_in_episode = revision + 1
+    for c in codes:
+        a.alerted_at[c] = now
     actions = recommend(fired, state, now, policy)
     return ChurnAlert(
         alert_id=alert_id(state.customer_id, a.episode, revision, sorted(codes)),
@@ -94,5 +104,6 @@ def assess(state: CustomerState, now: float, policy: Policy,
         actions=actions,
         route=route(risk, state, now, policy),
         summary=summary(state.customer_id, risk, sev, fired, actions),
+        summary_he=summary_he(state.customer_id, risk, sev, fired, actions),
         episode=a.episode,
     )

@@ -26,10 +26,12 @@ from .records import (
     CONTACT_OUTCOMES,
     CONTACT_PURPOSES,
     DIRECTIONS,
+    FEEDBACK_OUTCOMES,
     INPUT_RECORDS,
     PURCHASE_CHANNELS,
     Complaint,
     Contact,
+    Feedback,
     Purchase,
 )
 
@@ -45,7 +47,7 @@ MAX_TS = datetime(MAX_YEAR, 1, 1).timestamp()
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    record: Purchase | Contact | Complaint
+    record: Purchase | Contact | Complaint | Feedback
     #: Event time as epoch seconds (UTC), parsed once here.
     ts: float
 
@@ -142,6 +144,11 @@ FIELDS: dict[str, dict[str, tuple[bool, Check]]] = {
         "text": (False, _TEXT),
         "resolved": (False, _boolean),
     },
+    "feedback": {
+        "outcome": (True, _enum(FEEDBACK_OUTCOMES)),
+        "alert_id": (False, _ID),
+        "note": (False, _TEXT),
+    },
 }
 _COMMON: dict[str, tuple[bool, Check]] = {
     "event_id": (True, _ID),
@@ -169,7 +176,7 @@ def parse_ts(value: str) -> float | str:
 
 
 def decode(kind: str, key: bytes | None, value: bytes | None) -> Decoded | Rejected:
-    """Validate one message of input topic ``kind`` (purchases|contacts|complaints)."""
+    """Validate one message of input topic ``kind`` (purchases|contacts|complaints|feedback)."""
     if value is None:
         return Rejected("empty message (no value)")
     if len(value) > MAX_EVENT_BYTES:

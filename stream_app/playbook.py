@@ -2,7 +2,7 @@
 
 Every alert carries actions a call-centre agent or a marketing journey can
 start on, each with the reason it was chosen, and one summary line to read
-aloud.
+aloud, in English and in Hebrew.
 """
 
 from __future__ import annotations
@@ -19,36 +19,90 @@ _VERBS = {
     "LISTEN": "ask what is going wrong",
     "ACT_ON_COMPLAINT": "resolve the open complaint",
     "APPRECIATE": "show appreciation (a thank-you or a loyalty offer)",
-    "PROACTIVE_NOTICE": "tell them about known issues before they ask",
+    "PROACTIVE_NOTICE": "tell them about known faults before they ask",
     "REACH_OUT": "reach out",
     "WIN_BACK": "make a win-back offer",
 }
+_VERBS_HE = {
+    "LISTEN": "לשאול מה לא בסדר ולהקשיב",
+    "ACT_ON_COMPLAINT": "לטפל בתלונה הפתוחה",
+    "APPRECIATE": "להביע הערכה (תודה או הטבת נאמנות)",
+    "PROACTIVE_NOTICE": "לעדכן מראש על תקלות ידועות",
+    "REACH_OUT": "ליצור קשר",
+    "WIN_BACK": "להציע הצעה לחזרה",
+}
+_CHANNELS_HE = {"phone": "בטלפון", "email": "בדוא\"ל", "sms": "ב-SMS", "social": "ברשתות החברתיות",
+                "chat": "בצ'אט", "in_person": "בפגישה אישית"}
+_SEVERITY_HE = {"low": "נמוך", "medium": "בינוני", "high": "גבוה", "critical": "קריטי"}
+
+
+def _clause_he(f: Fired) -> str:
+    """The signal in Hebrew, from its figures (the English detail is richer)."""
+    v, b = f.value, f.baseline
+    match f.code:
+        case "OVERDUE":
+            return f"לא קנה {v:.0f} ימים" + (f" (בדרך כלל כל {b:.0f} ימים)" if b else "")
+        case "FREQUENCY_DROP":
+            return f"קונה פחות מהרגיל ({v:g} לעומת {b or 0:g} בדרך כלל)"
+        case "COMPLAINTS":
+            return f"ריבוי תלונות (משקל {v:g})"
+        case "TECHNICAL_FAULTS":
+            return f"דיווח על תקלות {v:g} פעמים"
+        case "COMPENSATION_ESCALATION":
+            return f"דרש פיצוי {v:g} פעמים"
+        case "COMPETITOR_PROBING":
+            return f"הזכיר מתחרים {v:g} פעמים"
+        case "HOSTILE_TONE":
+            return "התבטא בעוינות כלפי הצוות"
+        case "UNRESPONSIVE":
+            return "לא עונה לפניות שלנו"
+        case "NEGLECTED":
+            return f"לקוח בעל ערך שלא שמע מאיתנו {v:.0f} ימים"
+    return f.code
+
+
+def reach_channel(state: CustomerState, avoid: set[str]) -> str:
+    """The channel the customer answers most, avoiding the ones they now ignore."""
+    best = state.preferred_channel(exclude=avoid)
+    if best:
+        return best
+    return next(ch for ch in ("phone", "sms", "email", "in_person") if ch not in avoid)
 
 
 def recommend(fired: Sequence[Fired], state: CustomerState, now: float,
               policy: Policy) -> list[Action]:
     codes = {f.code for f in fired}
-    channel = state.preferred_channel()
+    ignored = ({str(o[2]) for o in state.outreach[-3:] if not o[1]}
+               if "UNRESPONSIVE" in codes else set())
+    channel = reach_channel(state, ignored)
     actions: list[Action] = []
 
     def add(code: str, reason: str, ch: str | None = None) -> None:
         if all(a.code != code for a in actions):
             actions.append(Action(code=code, reason=reason, channel=ch))
 
-    if "COMPLAINTS" in codes:
-        add("ACT_ON_COMPLAINT", "recent complaints: never leave one unresolved")
-        add("LISTEN", "complaining more than before: ask for feedback and listen")
+    if codes & {"COMPLAINTS", "COMPENSATION_ESCALATION"}:
+        add("ACT_ON_COMPLAINT", "open complaints or compensation demands: never leave one "
+                                "unresolved")
+    if "TECHNICAL_FAULTS" in codes:
+        add("PROACTIVE_NOTICE", "repeated faults: tell them what is being fixed and when, "
+                                "before the next one")
+    if codes & {"COMPLAINTS", "HOSTILE_TONE", "TECHNICAL_FAULTS", "COMPENSATION_ESCALATION"}:
+        add("LISTEN", "frustrated: a senior agent should ask for feedback and listen")
     lapsed = (state.last_purchase_ts is not None
               and now - state.last_purchase_ts >= policy.overdue.lapsed_days * DAY)
     if lapsed:
         add("WIN_BACK", f"no purchase for {policy.overdue.lapsed_days:.0f}+ days: "
                         "a lapsed customer needs the right offer", channel)
-    elif "OVERDUE" in codes or "FREQUENCY_DROP" in codes:
-        add("REACH_OUT", "buying less than usual: a personal call or message"
-                         + (f" on {channel}, where they answer most" if channel else ""),
-            channel or "phone")
-    if "FREQUENCY_DROP" in codes or high_value(state, now, policy):
-        add("APPRECIATE", "a regular customer drifting away: show they are valued")
+    if codes & {"OVERDUE", "FREQUENCY_DROP", "UNRESPONSIVE", "NEGLECTED",
+                "COMPETITOR_PROBING"} and not lapsed:
+        why = ("ignores our usual channel: try another" if ignored
+               else "a personal call or message on the channel they answer most")
+        add("REACH_OUT", why, channel)
+    if codes & {"FREQUENCY_DROP", "NEGLECTED", "COMPETITOR_PROBING"} or high_value(
+            state, now, policy):
+        add("APPRECIATE", "valued and drifting or comparing offers: show it with a "
+                          "personal thank-you or a loyalty offer")
     return actions
 
 
@@ -61,3 +115,14 @@ def summary(customer_id: str, risk: float, severity: str, fired: Sequence[Fired]
         for a in actions
     )
     return f"Customer {customer_id} ({severity} risk {risk:.0f}/100): {why}. To do: {todo}."
+
+
+def summary_he(customer_id: str, risk: float, severity: str, fired: Sequence[Fired],
+               actions: Sequence[Action]) -> str:
+    why = "; ".join(_clause_he(f) for f in fired)
+    todo = ", ".join(
+        _VERBS_HE[a.code] + (f" {_CHANNELS_HE.get(a.channel, a.channel)}" if a.channel else "")
+        for a in actions
+    )
+    return (f"לקוח {customer_id} (סיכון {_SEVERITY_HE.get(severity, severity)} "
+            f"{risk:.0f}/100): {why}. לביצוע: {todo}.")

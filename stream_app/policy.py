@@ -8,6 +8,7 @@ silently fell back to a default would page call centres on the wrong rules.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -96,6 +97,12 @@ class Scoring:
     weight_frequency_drop: float = 45.0
     weight_overdue: float = 50.0
     weight_complaints: float = 45.0
+    weight_unresponsive: float = 35.0
+    weight_technical_faults: float = 35.0
+    weight_competitor_probing: float = 45.0
+    weight_compensation_escalation: float = 40.0
+    weight_hostile_tone: float = 40.0
+    weight_neglected: float = 30.0
     #: Severity bands by risk.
     medium_at: float = 35.0
     high_at: float = 60.0
@@ -116,6 +123,88 @@ class Alerting:
     #: Within an episode, re-alert when the risk rises by this much or a new
     #: signal joins; otherwise stay quiet.
     escalate_step: float = 15.0
+    #: A signal alerted on counts as "new" again only after this many days.
+    cooldown_days: float = 14.0
+
+
+@dataclass(frozen=True, slots=True)
+class Unresponsive:
+    """The customer ignores the business: outreach unanswered, unopened, bounced."""
+
+    #: Window over which outbound contact days are counted.
+    window_days: int = 60
+    #: Consecutive outreach *days* without any response (a burst of calls on
+    #: one day is one day: our own persistence is not the customer's silence).
+    min_streak_days: int = 3
+    #: Fires also when the response rate in the window falls to this share of
+    #: the customer's own earlier response rate (with enough outreach to judge).
+    max_rate_ratio: float = 0.4
+    min_outreach_days: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class TechnicalFaults:
+    """Repeated technical faults or service failures (complaints and contacts)."""
+
+    window_days: int = 60
+    min_count: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class CompetitorProbing:
+    """Mentions of competitors, their prices or offers, requests to match them."""
+
+    window_days: int = 90
+    min_count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationEscalation:
+    """Compensation demanded more often or for more money."""
+
+    window_days: int = 90
+    min_count: int = 2
+    #: Or a single demand at least this large.
+    large_amount: float = 500.0
+
+
+@dataclass(frozen=True, slots=True)
+class HostileTone:
+    """Resentful, confrontational language toward staff."""
+
+    window_days: int = 60
+    min_count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Neglected:
+    """A valuable customer the business has not contacted in a long time."""
+
+    days: float = 120.0
+    #: Spend over the last year that makes a customer valuable enough.
+    min_spend_last_year: float = 2500.0
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Lexicon extensions for the text signals, Hebrew or English."""
+
+    #: Competitor brand names (matched with Hebrew prefixes too).
+    competitors: tuple[str, ...] = ()
+    competitor_terms: tuple[str, ...] = ()
+    compensation_terms: tuple[str, ...] = ()
+    hostile_terms: tuple[str, ...] = ()
+    fault_terms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What outcomes reported on the feedback topic do to alerting."""
+
+    #: After "contacted": no re-alert for this many days (the episode stays open).
+    contacted_quiet_days: float = 14.0
+    #: After "retained" or "false_alarm": episode closed, quiet this long.
+    resolved_quiet_days: float = 45.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,15 +213,29 @@ class Policy:
     frequency_drop: FrequencyDrop = field(default_factory=FrequencyDrop)
     overdue: Overdue = field(default_factory=Overdue)
     complaints: Complaints = field(default_factory=Complaints)
+    unresponsive: Unresponsive = field(default_factory=Unresponsive)
+    technical_faults: TechnicalFaults = field(default_factory=TechnicalFaults)
+    competitor_probing: CompetitorProbing = field(default_factory=CompetitorProbing)
+    compensation_escalation: CompensationEscalation = field(
+        default_factory=CompensationEscalation)
+    hostile_tone: HostileTone = field(default_factory=HostileTone)
+    neglected: Neglected = field(default_factory=Neglected)
     scoring: Scoring = field(default_factory=Scoring)
     alerting: Alerting = field(default_factory=Alerting)
+    text: Text = field(default_factory=Text)
+    feedback: Feedback = field(default_factory=Feedback)
 
 
 _DEFAULT = Policy()
-_POSITIVE_EXCEPT = {"max_probability", "max_ratio"}
+_POSITIVE_EXCEPT = {"max_probability", "max_ratio", "max_rate_ratio"}
 
 
 def _check_value(where: str, name: str, value: Any, default: Any) -> Any:
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(
+                isinstance(v, str) and v.strip() for v in value):
+            raise PolicyError(f"{where}: expected a list of non-empty strings, got {value!r}")
+        return tuple(value)
     if isinstance(default, bool) or isinstance(value, bool):
         raise PolicyError(f"{where}: expected a number, got {value!r}")
     if isinstance(default, int) and not isinstance(default, bool):
@@ -216,6 +319,8 @@ def policy_toml(policy: Policy) -> str:
         values = getattr(policy, section.name)
         lines.append(f"[{section.name}]")
         for f in fields(values):
-            lines.append(f"{f.name} = {getattr(values, f.name)!r}")
+            v = getattr(values, f.name)
+            text = json.dumps(list(v), ensure_ascii=False) if isinstance(v, tuple) else repr(v)
+            lines.append(f"{f.name} = {text}")
         lines.append("")
     return "\n".join(lines)

@@ -38,6 +38,7 @@ ACTION_CODES = (
 )
 SEVERITIES = ("low", "medium", "high", "critical")
 ROUTES = ("call_center", "marketing")
+FEEDBACK_OUTCOMES = ("contacted", "retained", "churned", "false_alarm", "do_not_contact")
 
 
 class _Input(faust.Record, include_metadata=False, validation=False, serializer="json"):
@@ -71,6 +72,14 @@ class Complaint(_Input):
     resolved: bool | None = None
 
 
+class Feedback(_Input):
+    """An alert's outcome, reported by the call centre or marketing system."""
+
+    outcome: str
+    alert_id: str | None = None
+    note: str | None = None
+
+
 class SignalEvidence(faust.Record, include_metadata=False, validation=False):
     """Why one signal fired: the value now against the customer's own baseline."""
 
@@ -102,6 +111,7 @@ class ChurnAlert(faust.Record, include_metadata=False, validation=False, seriali
     actions: list[Action]
     route: str
     summary: str
+    summary_he: str
     episode: int
     schema_version: int = SCHEMA_VERSION
 
@@ -123,6 +133,7 @@ INPUT_RECORDS: dict[str, type[_Input]] = {
     "purchases": Purchase,
     "contacts": Contact,
     "complaints": Complaint,
+    "feedback": Feedback,
 }
 
 

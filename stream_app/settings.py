@@ -51,6 +51,7 @@ class Settings:
     topic_purchases: str = "purchases"
     topic_contacts: str = "contacts"
     topic_complaints: str = "complaints"
+    topic_feedback: str = "feedback"
     topic_alerts: str = "churn-alerts"
     topic_dead_letters: str = "dead-letters"
     web_port: int = 6066
@@ -65,8 +66,9 @@ class Settings:
     policy_file: str = ""
 
     @property
-    def input_topics(self) -> tuple[str, str, str]:
-        return (self.topic_purchases, self.topic_contacts, self.topic_complaints)
+    def input_topics(self) -> tuple[str, str, str, str]:
+        return (self.topic_purchases, self.topic_contacts, self.topic_complaints,
+                self.topic_feedback)
 
     @property
     def all_topics(self) -> tuple[str, ...]:
@@ -170,7 +172,7 @@ def validate(s: Settings) -> Settings:
         raise bad("replication", "expected 1..10")
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", s.app_id):
         raise bad("app_id", "expected letters, digits, '.', '_' or '-'")
-    for name in ("topic_purchases", "topic_contacts", "topic_complaints",
+    for name in ("topic_purchases", "topic_contacts", "topic_complaints", "topic_feedback",
                  "topic_alerts", "topic_dead_letters"):
         if not _TOPIC_NAME.match(getattr(s, name)):
             raise bad(name, "not a valid Kafka topic name")

@@ -24,8 +24,9 @@ from typing import Any
 
 import orjson
 
+from .concerns import concerns
 from .policy import Policy
-from .records import Complaint, Contact, Purchase
+from .records import Complaint, Contact, Feedback, Purchase
 
 DAY = 86400.0
 STATE_VERSION = 1
@@ -33,6 +34,8 @@ STATE_VERSION = 1
 RECENT_PURCHASES_KEPT = 8
 #: Outbound-contact outcomes that count as the customer responding.
 RESPONSES = frozenset({"answered", "replied", "opened"})
+OUTREACH_KEPT = 24
+NOTES_KEPT = 40
 
 
 @dataclass(slots=True)
@@ -49,6 +52,15 @@ class Alerting:
     #: Alerts sent over the customer's lifetime, and in the open episode.
     sent: int = 0
     sent_in_episode: int = 0
+    #: Signal code -> event time it was last alerted on (per-signal cooldown).
+    alerted_at: dict[str, float] = field(default_factory=dict)
+    #: Feedback: no alerts before this event time; none at all if opted out;
+    #: none while the customer is reported lost (until they buy again).
+    quiet_until: float | None = None
+    do_not_contact: bool = False
+    lost: bool = False
+    #: Feedback outcome -> count.
+    feedback: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -77,6 +89,13 @@ class CustomerState:
     channels: dict[str, list[int]] = field(default_factory=dict)
     last_outbound_ts: float | None = None
     last_inbound_ts: float | None = None
+    #: One entry per day with outbound contact: [day index, responded 0/1,
+    #: channel, last event id], oldest first.  A burst on one day is one day.
+    outreach: list[list[Any]] = field(default_factory=list)
+    unsubscribed_ts: float | None = None
+    #: Concerns found in texts, tags and complaint fields:
+    #: [ts, event id, kind, words that matched, amount or None], oldest first.
+    notes: list[list[Any]] = field(default_factory=list)
     # Alerting
     alerting: Alerting = field(default_factory=Alerting)
     #: Last assessed risk and active signal codes (for look-ups and decay).
@@ -90,8 +109,7 @@ class CustomerState:
     def to_bytes(self) -> bytes:
         d = {name: getattr(self, name) for name in _FIELDS}
         a = self.alerting
-        d["alerting"] = [a.episode, a.open, a.codes, a.risk, a.severity, a.last_alert_ts, a.sent,
-                         a.sent_in_episode]
+        d["alerting"] = [getattr(a, name) for name in _ALERTING_FIELDS]
         d["v"] = STATE_VERSION
         return orjson.dumps(d)
 
@@ -110,10 +128,13 @@ class CustomerState:
         first = int((now - 365 * DAY) // width) + 1
         return float(sum(b[2] for b in self.buckets if first <= b[0] <= now // width))
 
-    def preferred_channel(self) -> str | None:
+    def preferred_channel(self, exclude: set[str] | frozenset[str] = frozenset()
+                          ) -> str | None:
         """The channel the customer answers most, by response rate then volume."""
         best: tuple[float, int, str] | None = None
         for ch, (attempts, responses, inbound) in self.channels.items():
+            if ch in exclude:
+                continue
             rate = (responses + 1) / (attempts + 2)  # Laplace: one lucky call isn't a rule
             key = (rate, responses + inbound, ch)
             if responses + inbound > 0 and (best is None or key > best):
@@ -122,6 +143,7 @@ class CustomerState:
 
 
 _FIELDS = tuple(n for n in CustomerState.__dataclass_fields__ if n != "alerting")
+_ALERTING_FIELDS = tuple(Alerting.__dataclass_fields__)
 
 
 def new_state(customer_id: str) -> CustomerState:
@@ -171,29 +193,83 @@ def apply_purchase(state: CustomerState, p: Purchase, ts: float, policy: Policy)
     state.buckets = [b for b in state.buckets if b[0] > newest - h.buckets_kept]
 
 
+def _add_notes(state: CustomerState, record: Complaint | Contact, ts: float,
+               policy: Policy) -> None:
+    found = concerns(record, policy.text)
+    if not found:
+        return
+    for kind, words, amount in found:
+        state.notes.append([ts, record.event_id, kind, words, amount])
+    state.notes.sort(key=lambda x: x[0])
+    horizon = max(ts, state.last_ts) - policy.history.complaint_days * DAY
+    state.notes = [n for n in state.notes if n[0] >= horizon][-NOTES_KEPT:]
+
+
 def apply_complaint(state: CustomerState, c: Complaint, ts: float, policy: Policy) -> None:
     h = policy.history
     state.complaints.append([ts, c.event_id, c.category, int(c.severity)])
     state.complaints.sort(key=lambda x: x[0])
     horizon = max(ts, state.last_ts) - h.complaint_days * DAY
     state.complaints = [x for x in state.complaints if x[0] >= horizon][-h.complaints_kept:]
+    _add_notes(state, c, ts, policy)
 
 
 def apply_contact(state: CustomerState, c: Contact, ts: float, policy: Policy) -> None:
     stats = state.channels.setdefault(c.channel, [0, 0, 0])
     if c.direction == "outbound":
         stats[0] += 1
-        if c.outcome in RESPONSES:
+        responded = c.outcome in RESPONSES
+        if responded:
             stats[1] += 1
         state.last_outbound_ts = max(state.last_outbound_ts or ts, ts)
+        if c.outcome == "unsubscribed":
+            state.unsubscribed_ts = ts
+        if c.outcome is not None:  # an outreach without a known outcome says nothing
+            day = int(ts // DAY)
+            same = next((o for o in state.outreach if o[0] == day), None)
+            if same is not None:
+                same[1] = max(same[1], int(responded))
+                same[3] = c.event_id
+            else:
+                state.outreach.append([day, int(responded), c.channel, c.event_id])
+                state.outreach.sort(key=lambda o: o[0])
+                del state.outreach[:-OUTREACH_KEPT]
     else:
         stats[2] += 1
         state.last_inbound_ts = max(state.last_inbound_ts or ts, ts)
+        # The customer reaching out is a response to any outreach that day.
+        day = int(ts // DAY)
+        for o in state.outreach:
+            if o[0] == day:
+                o[1] = 1
+    _add_notes(state, c, ts, policy)
+
+
+def apply_feedback(state: CustomerState, outcome: str, ts: float, policy: Policy) -> None:
+    """What the call centre or marketing system reports back about an alert.
+
+    contacted: quiet for a while, the episode stays open; retained or
+    false_alarm: the episode ends, quiet for longer; churned: the episode
+    ends and the customer is not alerted on until they buy again;
+    do_not_contact: no alerts at all.
+    """
+    a, fb = state.alerting, policy.feedback
+    a.feedback[outcome] = a.feedback.get(outcome, 0) + 1
+    if outcome == "contacted":
+        a.quiet_until = max(a.quiet_until or ts, ts + fb.contacted_quiet_days * DAY)
+        return
+    a.open, a.codes, a.risk, a.severity = False, [], 0.0, ""
+    if outcome in ("retained", "false_alarm"):
+        a.quiet_until = max(a.quiet_until or ts, ts + fb.resolved_quiet_days * DAY)
+    elif outcome == "churned":
+        a.lost = True
+    elif outcome == "do_not_contact":
+        a.do_not_contact = True
 
 
 def apply_event(
     state: CustomerState,
-    record: Purchase | Contact | Complaint,
+    record: Purchase | Contact | Complaint | Feedback,
     ts: float,
     *,
     topic: str,
@@ -205,7 +281,10 @@ def apply_event(
     _touch(state, topic, partition, offset, ts)
     if isinstance(record, Purchase):
         apply_purchase(state, record, ts, policy)
+        state.alerting.lost = False  # a customer reported lost is back
     elif isinstance(record, Complaint):
         apply_complaint(state, record, ts, policy)
-    else:
+    elif isinstance(record, Contact):
         apply_contact(state, record, ts, policy)
+    else:
+        apply_feedback(state, record.outcome, ts, policy)

@@ -23,16 +23,39 @@ LOCAL = timezone(timedelta(hours=2))
 
 #: persona -> share of the population
 PERSONAS: dict[str, float] = {
-    "regular": 0.55,
+    "regular": 0.52,
     "seasonal": 0.10,
     "complains_but_stays": 0.05,
     "one_time": 0.05,
-    "drifting": 0.18,
-    "abrupt": 0.07,
+    "drifting": 0.17,
+    "abrupt": 0.06,
+    "neglected": 0.05,
 }
-CHURNING = frozenset({"drifting", "abrupt"})
+CHURNING = frozenset({"drifting", "abrupt", "neglected"})
 LOYAL = frozenset({"regular", "seasonal", "complains_but_stays"})
 
+_COMPETITOR_TEXT = [
+    "Your competitor offers the same plan for 20% less, can you match the price?",
+    "I got a better offer from another company",
+    "אצל המתחרים זה זול יותר, תתאימו את המחיר?",
+    "קיבלתי הצעה טובה יותר מחברה אחרת",
+]
+_HOSTILE_TEXT = [
+    "This is ridiculous, your staff are useless",
+    "I am fed up with this incompetent service",
+    "זו חוצפה, אתם פשוט מזלזלים בלקוחות",
+    "נמאס לי, שירות מגעיל",
+]
+_COMPENSATION_TEXT = [
+    "I want a refund for the days without service",
+    "אני דורש פיצוי על התקלה",
+]
+_NEUTRAL_TEXT = [
+    "Thanks, the delivery arrived on time",
+    "Can I change the delivery address?",
+    "תודה רבה, הכל הגיע בזמן",
+    "מה שעות הפתיחה של הסניף?",
+]
 _COMPLAINT_TEXT = {
     "technical_fault": ["The router keeps disconnecting again", "האפליקציה שוב לא עובדת"],
     "service_quality": ["Nobody answered my call for an hour", "השירות היה גרוע"],
@@ -97,22 +120,46 @@ class _Builder:
             "amount": round(max(1.0, amount), 2), "currency": "ILS", "channel": channel,
         }))
 
-    def complaint(self, cid: str, ts: float, category: str, severity: int) -> None:
-        self.events.append(Event(ts, "complaints", cid, {
+    def complaint(self, cid: str, ts: float, category: str, severity: int,
+                  compensation: float | None = None, text: str | None = None) -> None:
+        value: dict[str, Any] = {
             "event_id": self._id("k"), "customer_id": cid, "ts": iso_local(ts),
             "category": category, "severity": severity,
-            "text": self.rng.choice(_COMPLAINT_TEXT.get(category, ["Not happy"])),
-        }))
+            "text": text or self.rng.choice(_COMPLAINT_TEXT.get(category, ["Not happy"])),
+        }
+        if compensation:
+            value["compensation_requested"] = round(compensation, 2)
+        self.events.append(Event(ts, "complaints", cid, value))
 
     def contact(self, cid: str, ts: float, direction: str, channel: str,
-                outcome: str | None, purpose: str) -> None:
+                outcome: str | None, purpose: str, text: str | None = None) -> None:
         value: dict[str, Any] = {
             "event_id": self._id("c"), "customer_id": cid, "ts": iso_local(ts),
             "direction": direction, "channel": channel, "purpose": purpose,
         }
         if outcome:
             value["outcome"] = outcome
+        if text:
+            value["text"] = text
         self.events.append(Event(ts, "contacts", cid, value))
+
+    def says(self, cid: str, ts: float, channel: str, pool: list[str]) -> None:
+        """The customer calls or writes in, in their own words."""
+        self.contact(cid, ts, "inbound", channel, None, "service", self.rng.choice(pool))
+
+    def souring(self, cid: str, start: float, end: float, channel: str) -> None:
+        """What a customer on the way out says: competitors, hostility, demands."""
+        rng = self.rng
+        if rng.random() < 0.5:
+            self.says(cid, rng.uniform(start, end), channel, _COMPETITOR_TEXT)
+        if rng.random() < 0.35:
+            self.says(cid, rng.uniform(start, end), channel, _HOSTILE_TEXT)
+        if rng.random() < 0.4:
+            first = rng.uniform(50, 200)
+            for k, t in enumerate(sorted(rng.uniform(start, end) for _ in range(2))):
+                self.complaint(cid, t, rng.choice(("service_quality", "billing")), 3,
+                               compensation=first * (1 + k),
+                               text=rng.choice(_COMPENSATION_TEXT))
 
     def gap(self, mean_days: float) -> float:
         # Gamma with shape 4: regular but not clockwork.
@@ -142,8 +189,8 @@ class _Builder:
                          self.rng.choice(("sales", "service", "appreciation")))
             t += self.rng.uniform(20, 45) * DAY
         if self.rng.random() < 0.4:
-            self.contact(cid, self.rng.uniform(self.start, min(responsive_until, self.end)),
-                         "inbound", channel, None, "service")
+            self.says(cid, self.rng.uniform(self.start, min(responsive_until, self.end)),
+                      channel, _NEUTRAL_TEXT)
 
 
 def generate(customers: int = 2000, days: int = 540, seed: int = 7,
@@ -199,6 +246,14 @@ def generate(customers: int = 2000, days: int = 540, seed: int = 7,
                             rng.choice(("technical_fault", "service_quality", "billing")),
                             rng.randint(2, 4))
             b.background_contacts(cid, drift, channel)
+            b.souring(cid, drift, leave, channel)
+        elif persona == "neglected":
+            # A valuable regular we never call, who slowly gives up on us.
+            plan.churned = True
+            leave = t0 + rng.uniform(0.75, 0.95) * days * DAY
+            plan.drift_start = leave - 60 * DAY
+            plan.last_purchase = b.purchases(cid, first, leave, min(mean_gap, 10), basket * 3,
+                                             stretch_from=plan.drift_start)
         else:  # abrupt
             plan.churned = True
             burst = t0 + rng.uniform(0.6, 0.9) * days * DAY
@@ -209,6 +264,7 @@ def generate(customers: int = 2000, days: int = 540, seed: int = 7,
                             rng.choice(("technical_fault", "service_quality", "delivery")),
                             rng.randint(3, 5))
             b.background_contacts(cid, burst, channel)
+            b.souring(cid, burst, burst + 20 * DAY, channel)
         if plan.churned and plan.last_purchase is None:
             plan.churned = False  # left before buying anything: nothing to catch
     events = sorted((e for e in b.events if t0 <= e.ts < t1),

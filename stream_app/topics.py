@@ -19,6 +19,7 @@ def _raw_input(name: str) -> TopicT:
 purchases = _raw_input(settings.topic_purchases)
 contacts = _raw_input(settings.topic_contacts)
 complaints = _raw_input(settings.topic_complaints)
+feedback = _raw_input(settings.topic_feedback)
 
 churn_alerts = app.topic(
     settings.topic_alerts, key_type=str, value_type=ChurnAlert, key_serializer="raw",
@@ -43,4 +44,5 @@ KIND_BY_TOPIC = {
     settings.topic_purchases: "purchases",
     settings.topic_contacts: "contacts",
     settings.topic_complaints: "complaints",
+    settings.topic_feedback: "feedback",
 }

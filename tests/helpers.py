@@ -20,21 +20,25 @@ def purchase(state: CustomerState, day: float, amount: float = 50.0,
 
 
 def complaint(state: CustomerState, day: float, severity: int = 3,
-              category: str = "technical_fault", policy: Policy | None = None) -> None:
+              category: str = "billing", policy: Policy | None = None,
+              compensation: float | None = None, text: str | None = None) -> None:
     n = next(_seq)
     rec = Complaint(event_id=f"k{n}", customer_id=state.customer_id, ts=at(day),
-                    category=category, severity=severity)
+                    category=category, severity=severity,
+                    compensation_requested=compensation, text=text)
     apply_event(state, rec, epoch(day), topic="complaints", partition=0, offset=n,
                 policy=policy or Policy())
 
 
 def contact(state: CustomerState, day: float, channel: str = "phone",
-            outcome: str | None = "answered", direction: str = "outbound") -> None:
+            outcome: str | None = "answered", direction: str = "outbound",
+            text: str | None = None, tags: list[str] | None = None,
+            policy: Policy | None = None) -> None:
     n = next(_seq)
     rec = Contact(event_id=f"c{n}", customer_id=state.customer_id, ts=at(day),
-                  direction=direction, channel=channel, outcome=outcome)
+                  direction=direction, channel=channel, outcome=outcome, text=text, tags=tags)
     apply_event(state, rec, epoch(day), topic="contacts", partition=0, offset=n,
-                policy=Policy())
+                policy=policy or Policy())
 
 
 def buyer(every_days: float, until_day: float, amount: float = 50.0,

@@ -1,24 +1,41 @@
 """The churn signals: each a small pure module with ``CODE`` and ``evaluate``.
 
 Add a signal by writing a module with ``CODE``, ``evaluate`` and, if silence
-or ageing can change its answer, ``next_check``; then list it here.
+or ageing can change its answer, ``next_check``; then list it here and give it
+a weight in the policy's ``[scoring]``.
 """
 
 from __future__ import annotations
 
-from . import complaints, frequency_drop, overdue
+from types import ModuleType
+
+from . import (
+    compensation_escalation,
+    competitor_probing,
+    complaints,
+    frequency_drop,
+    hostile_tone,
+    neglected,
+    overdue,
+    technical_faults,
+    unresponsive,
+)
 from .base import Evaluate, Fired, NextCheck
 
 #: Evaluation order is also the order signals are listed in an alert.
-EVALUATORS: tuple[Evaluate, ...] = (
-    overdue.evaluate,
-    frequency_drop.evaluate,
-    complaints.evaluate,
+MODULES: tuple[ModuleType, ...] = (
+    overdue,
+    frequency_drop,
+    complaints,
+    technical_faults,
+    compensation_escalation,
+    competitor_probing,
+    hostile_tone,
+    unresponsive,
+    neglected,
 )
-NEXT_CHECKS: tuple[NextCheck, ...] = (
-    overdue.next_check,
-    frequency_drop.next_check,
-    complaints.next_check,
-)
+EVALUATORS: tuple[Evaluate, ...] = tuple(m.evaluate for m in MODULES)
+NEXT_CHECKS: tuple[NextCheck, ...] = tuple(m.next_check for m in MODULES)
+CODES: tuple[str, ...] = tuple(m.CODE for m in MODULES)
 
-__all__ = ["EVALUATORS", "NEXT_CHECKS", "Fired"]
+__all__ = ["CODES", "EVALUATORS", "MODULES", "NEXT_CHECKS", "Fired"]

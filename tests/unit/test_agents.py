@@ -38,7 +38,7 @@ async def sent() -> AsyncIterator[dict[str, list[Any]]]:
 
 def complaint(cid: str, n: int, day: int, severity: int) -> bytes:
     return orjson.dumps({"event_id": f"{cid}-k{n}", "customer_id": cid, "ts": at(day),
-                         "category": "technical_fault", "severity": severity})
+                         "category": "billing", "severity": severity})
 
 
 async def test_complaints_agent_updates_the_table_alerts_and_escalates(

@@ -37,7 +37,7 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
         schema(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
-@pytest.mark.parametrize("kind", ["purchases", "contacts", "complaints"])
+@pytest.mark.parametrize("kind", ["purchases", "contacts", "complaints", "feedback"])
 def test_input_records_mirror_their_schema(kind: str) -> None:
     doc = schema(kind)
     fields = records.record_fields(records.INPUT_RECORDS[kind])
@@ -73,6 +73,7 @@ def test_enumerations_agree() -> None:
         records.ACTION_CODES)
     assert set(alerts["severity"]["enum"]) == set(records.SEVERITIES)
     assert set(alerts["route"]["enum"]) == set(records.ROUTES)
+    assert _enum(schema("feedback"), "outcome") == set(records.FEEDBACK_OUTCOMES)
 
 
 BASE = {"event_id": "e1", "customer_id": "c1", "ts": "2025-03-01T10:00:00+02:00"}
@@ -87,6 +88,8 @@ VALID = [
     ("complaints", {**BASE, "category": "technical_fault", "severity": 5,
                     "compensation_requested": 200, "text": "broken again"}),
     ("complaints", {**BASE, "category": "billing", "severity": 1, "schema_version": 1}),
+    ("feedback", {**BASE, "outcome": "retained", "alert_id": "a1", "note": "happy again"}),
+    ("feedback", {**BASE, "outcome": "do_not_contact"}),
 ]
 INVALID = [
     ("purchases", {**BASE}),  # no amount
@@ -106,6 +109,8 @@ INVALID = [
     ("complaints", {**BASE, "category": "billing", "severity": 6}),
     ("complaints", {**BASE, "category": "billing", "severity": 2.5}),
     ("complaints", {**BASE, "category": "billing", "severity": 2, "schema_version": 2}),
+    ("feedback", {**BASE, "outcome": "maybe"}),
+    ("feedback", {**BASE}),
 ]
 
 

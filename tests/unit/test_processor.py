@@ -20,7 +20,7 @@ from stream_app.processing import Processor
 from stream_app.records import ChurnAlert
 from stream_app.synthetic import Population, generate
 
-KINDS = {"purchases": "purchases", "contacts": "contacts", "complaints": "complaints"}
+KINDS = {k: k for k in ("purchases", "contacts", "complaints", "feedback")}
 PARTITIONS = 4
 
 

@@ -115,7 +115,7 @@ def test_complaints_fire_on_a_burst() -> None:
     assert fired is not None
     assert fired.value == 9.0
     assert len(fired.evidence) == 3
-    assert "technical fault" in fired.detail
+    assert "billing" in fired.detail
 
 
 def test_one_mild_complaint_is_not_a_signal() -> None:

@@ -1,0 +1,39 @@
+"""NEGLECTED: a valuable customer the business has not contacted in a long time.
+
+"Felt unvalued" is the most common reason customers give for leaving.  Judged
+by the timer sweep: ``next_check`` is the day the silence from our side
+reaches the limit, with no event from the customer needed.
+"""
+
+from __future__ import annotations
+
+from ..policy import Policy
+from ..state import DAY, CustomerState
+from .base import Fired, clamp_strength, plural
+
+CODE = "NEGLECTED"
+
+
+def _since(state: CustomerState) -> float:
+    """Our last outbound contact, or when we first saw the customer."""
+    return state.last_outbound_ts or state.first_ts
+
+
+def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
+    p = policy.neglected
+    days = (now - _since(state)) / DAY
+    if days < p.days or state.purchases == 0:
+        return None
+    value = state.spend_last_year(now, policy.history.bucket_days)
+    if value < p.min_spend_last_year:
+        return None
+    detail = (f"spent {value:,.0f} this year but heard nothing from us for "
+              f"{plural(round(days), 'day')}")
+    return Fired(CODE, clamp_strength(0.5 * days / p.days), round(days, 1), None, p.days,
+                 f"since {plural(round(days), 'day')}", (), detail)
+
+
+def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
+    if state.purchases == 0:
+        return None
+    return _since(state) + policy.neglected.days * DAY + 1.0

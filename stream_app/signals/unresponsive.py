@@ -1,0 +1,61 @@
+"""UNRESPONSIVE: the customer ignores the business.
+
+Counted in outreach *days*, not attempts: ten calls on one day that nobody
+answered are one unanswered day, because a burst of our own outreach is not
+the customer's silence.  Fires on an unsubscribe, on a streak of unanswered
+days, or when the response rate in the window falls well below the
+customer's own earlier rate.
+"""
+
+from __future__ import annotations
+
+from ..policy import Policy
+from ..state import DAY, CustomerState
+from .base import Fired, clamp_strength, plural
+
+CODE = "UNRESPONSIVE"
+
+
+def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
+    p = policy.unresponsive
+    start_day = int((now - p.window_days * DAY) // DAY)
+    today = int(now // DAY)
+    days = [o for o in state.outreach if o[0] <= today]
+    window = [o for o in days if o[0] > start_day]
+    before = [o for o in days if o[0] <= start_day]
+    window_label = f"last {p.window_days} days"
+    if state.unsubscribed_ts is not None and now - state.unsubscribed_ts <= p.window_days * DAY:
+        last = window[-1][3] if window else ""
+        return Fired(CODE, 1.0, 1.0, None, 1.0, window_label, (str(last),) if last else (),
+                     "unsubscribed from our messages")
+    streak = []
+    for o in reversed(window):
+        if o[1]:
+            break
+        streak.append(o)
+    evidence = tuple(str(o[3]) for o in reversed(streak))
+    if len(streak) >= p.min_streak_days:
+        channels = sorted({str(o[2]) for o in streak})
+        detail = (f"did not answer us on {plural(len(streak), 'day')} in a row "
+                  f"({', '.join(channels)})")
+        return Fired(CODE, clamp_strength(0.5 * len(streak) / p.min_streak_days),
+                     float(len(streak)), None, float(p.min_streak_days), window_label,
+                     evidence, detail)
+    if len(window) >= p.min_outreach_days and len(before) >= p.min_outreach_days:
+        rate = sum(o[1] for o in window) / len(window)
+        usual = sum(o[1] for o in before) / len(before)
+        if usual > 0 and rate <= p.max_rate_ratio * usual:
+            detail = (f"answers {rate:.0%} of our contacts in {p.window_days} days, "
+                      f"usually {usual:.0%}")
+            unanswered = tuple(str(o[3]) for o in window if not o[1])
+            return Fired(CODE, clamp_strength(1 - rate / usual), round(rate, 3),
+                         round(usual, 3), round(p.max_rate_ratio * usual, 3), window_label,
+                         unanswered, detail)
+    return None
+
+
+def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
+    """When the oldest outreach day in the window ages out."""
+    start_day = int((now - policy.unresponsive.window_days * DAY) // DAY)
+    window = [o for o in state.outreach if o[0] > start_day]
+    return (window[0][0] + 1) * DAY + policy.unresponsive.window_days * DAY if window else None
