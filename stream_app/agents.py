@@ -35,12 +35,18 @@ async def _send_dead_letter(key: bytes | None, letter: DeadLetter) -> None:
 
 
 def _backlog(topic: str, partition: int, offset: int) -> bool:
-    """Whether the broker holds later messages of this partition (fetch high-water)."""
+    """Whether the broker holds messages after ``offset`` (-1: any) in this partition.
+
+    Read from the high-water mark of the consumer's last fetch.  Unknown (not
+    fetched yet) counts as a backlog for a partition not read from yet.
+    """
     try:
         highwater = app.consumer.highwater(TP(topic, partition))
     except ConsumerNotStarted:  # agent test contexts have no consumer
         return False
-    return highwater is not None and offset + 1 < highwater
+    if highwater is None:
+        return offset < 0
+    return offset + 1 < highwater
 
 
 processor = Processor(

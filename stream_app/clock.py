@@ -26,19 +26,20 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class PartitionClock:
-    #: topic -> (latest event time, wall time seen, whether a backlog remains)
-    marks: dict[str, tuple[float, float, bool]] = field(default_factory=dict)
+    #: topic -> (latest event time, wall time seen, offset of that message)
+    marks: dict[str, tuple[float, float, int]] = field(default_factory=dict)
 
-    def observe(self, topic: str, event_ts: float, wall: float, backlog: bool) -> None:
+    def observe(self, topic: str, event_ts: float, wall: float, offset: int) -> None:
         prev = self.marks.get(topic)
-        self.marks[topic] = (max(event_ts, prev[0]) if prev else event_ts, wall, backlog)
+        self.marks[topic] = (max(event_ts, prev[0]) if prev else event_ts, wall, offset)
 
-    def now(self, wall: float) -> float | None:
+    def now(self, wall: float, behind: set[str]) -> float | None:
+        """Event time now, given the topics that still have messages waiting."""
         if not self.marks:
             return None
-        behind = [ts for ts, _, backlog in self.marks.values() if backlog]
-        if behind:
-            return min(behind)
+        waiting = [ts for topic, (ts, _, _) in self.marks.items() if topic in behind]
+        if waiting:
+            return min(waiting)
         latest_ts = max(ts for ts, _, _ in self.marks.values())
         last_seen = max(seen for _, seen, _ in self.marks.values())
         return latest_ts + max(0.0, wall - last_seen)

@@ -117,7 +117,7 @@ class Processor:
         for part, ts in latest.items():
             clock = self.clocks.setdefault(part, PartitionClock())
             if not clock.marks:
-                clock.observe("(restored)", ts, wall, backlog=False)
+                clock.observe("(restored)", ts, wall, offset=-1)
         self.stale = False
 
     # -- per message ------------------------------------------------------
@@ -133,8 +133,8 @@ class Processor:
             self.rebuild()
         wall = self.wall()
         clock = self.clocks.setdefault(partition, PartitionClock())
-        clock.observe(topic, result.ts, wall, self.backlog(topic, partition, offset))
-        now = clock.now(wall)
+        clock.observe(topic, result.ts, wall, offset)
+        now = self.clock_now(partition, wall)
         try:
             async with self._lock(partition):
                 await self._apply(topic, partition, offset, result, now)
@@ -168,17 +168,23 @@ class Processor:
                     policy=self.policy)
         # Judge the customer at the partition's clock, not at this event's own
         # time: when one topic runs ahead of another, the customer's events on
-        # the slower topic up to this time may not have arrived yet.
-        now = d.ts if clock_now is None else min(d.ts, clock_now)
-        await self._assess_and_store(state, now)
+        # the slower topic up to this time may not have arrived yet.  With no
+        # clock yet (a topic with waiting messages not read once), only store:
+        # the customer is judged once the clock reaches this event.
+        if clock_now is None:
+            state.due_ts = min(state.due_ts or d.ts, d.ts)
+            self.table[cid] = state.to_bytes()
+        else:
+            await self._assess_and_store(state, min(d.ts, clock_now))
         if state.due_ts != before_due:
             self.due.schedule(partition, cid, state.due_ts)
 
     async def _assess_and_store(self, state: CustomerState, now: float) -> None:
         alert = assess(state, now, self.policy, emitted_at=self.wall())
-        if state.last_ts > now and (state.due_ts is None or state.due_ts > state.last_ts):
+        ahead = state.next_event_after(now)
+        if ahead is not None and (state.due_ts is None or state.due_ts > ahead):
             # Events ahead of the clock count once the clock reaches them.
-            state.due_ts = state.last_ts
+            state.due_ts = ahead
         if alert is not None:
             await self.send_alert(alert)
             for s in alert.signals:
@@ -214,6 +220,23 @@ class Processor:
         """The idle clock: sweep a partition even when no events arrive."""
         if self.stale:
             self.rebuild()
-        clock = self.clocks.get(partition)
-        now = clock.now(self.wall()) if clock else None
+        now = self.clock_now(partition, self.wall())
         return 0 if now is None else await self.run_due(partition, now)
+
+    def clock_now(self, partition: int, wall: float) -> float | None:
+        """The partition's event time, or None while it cannot be known yet.
+
+        A topic that has messages waiting but has not delivered one yet could
+        hold anything: until it does, nobody in the partition is judged.
+        """
+        clock = self.clocks.get(partition)
+        if clock is None:
+            return None
+        behind: set[str] = set()
+        for topic in self.kinds:
+            mark = clock.marks.get(topic)
+            if self.backlog(topic, partition, mark[2] if mark else -1):
+                if mark is None:
+                    return None
+                behind.add(topic)
+        return clock.now(wall, behind)

@@ -122,6 +122,15 @@ class CustomerState:
 
     # -- derived ---------------------------------------------------------
 
+    def next_event_after(self, now: float) -> float | None:
+        """The earliest recorded event time after ``now`` (state ahead of the clock)."""
+        if self.last_ts <= now:
+            return None
+        times = [x[0] for x in self.complaints] + [x[0] for x in self.notes]
+        times += [x[0] for x in self.recent_purchases] + [o[0] * DAY for o in self.outreach]
+        later = [t for t in times if t > now]
+        return min(later) if later else self.last_ts
+
     def spend_last_year(self, now: float, bucket_days: int) -> float:
         """Spend in the buckets of the last 365 days: what the customer is worth now."""
         width = bucket_days * DAY

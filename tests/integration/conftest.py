@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream_app.admin import create_topics
 from stream_app.broker import LocalBroker, free_port
@@ -36,6 +36,28 @@ class Cluster:
 
     def flush(self) -> None:
         self.producer.flush()
+
+    def wait_processed(self, topic: str, key: bytes, value: dict[str, Any],
+                       timeout: float = WAIT) -> None:
+        """Send one message, then wait until the worker has committed past it.
+
+        Committed offsets of the worker's group are the honest progress signal
+        (the local broker's end offsets are not), and Faust commits an offset
+        only once the event has been processed.
+        """
+        md = self.producer.send(topic, key=key, value=orjson.dumps(value)).get(timeout=30)
+        tp = TopicPartition(topic, md.partition)
+        probe = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
+                              group_id=self.settings.app_id, enable_auto_commit=False)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if (probe.committed(tp) or 0) > md.offset:
+                    return
+                time.sleep(0.2)
+        finally:
+            probe.close()
+        raise AssertionError(f"the worker did not process {topic}@{md.offset} in {timeout} s")
 
     def read_until(self, topic: str, done: Callable[[list[dict[str, Any]]], bool],
                    timeout: float = WAIT) -> list[dict[str, Any]]:

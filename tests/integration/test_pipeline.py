@@ -39,6 +39,9 @@ def test_a_drifting_customer_is_alerted_with_evidence_and_a_steady_one_is_not(
     for day in range(0, 400, 5):
         for cid in steady:
             send(s.topic_purchases, cid, {"ts": ts(day + 0.1), "amount": 40.0})
+            if day % 60 == 0:  # we keep in touch, so they are not neglected
+                send(s.topic_contacts, cid, {"ts": ts(day + 0.15), "direction": "outbound",
+                                             "channel": "phone", "outcome": "answered"})
         if day < 300:
             send(s.topic_purchases, "drift-leaver", {"ts": ts(day + 0.2), "amount": 60.0})
         if day in (285, 290, 295):
@@ -58,7 +61,8 @@ def test_a_drifting_customer_is_alerted_with_evidence_and_a_steady_one_is_not(
     alerts = cluster.read_until(
         s.topic_alerts, lambda rs: {"COMPLAINTS", "OVERDUE"} <= leaver_codes(rs))
     mine = [a for a in alerts if a["customer_id"].startswith("drift-")]
-    assert {a["customer_id"] for a in mine} == {"drift-leaver"}, "steady buyers were alerted"
+    assert {a["customer_id"] for a in mine} == {"drift-leaver"}, [
+        a["summary"] for a in mine if a["customer_id"] != "drift-leaver"]
     assert len({a["alert_id"] for a in mine}) == len(mine), "an alert was paged twice"
     assert {a["episode"] for a in mine} == {1}
     for alert in mine:
@@ -133,3 +137,81 @@ def test_silence_is_noticed_in_live_operation_with_no_further_events(
     # It tripped when the customer became late, not when the test started.
     tripped = float(parse_ts(alert["ts"]))
     assert tripped >= sent_at - 1
+
+
+def test_a_customer_drifting_through_signals_escalates_and_feedback_silences(
+        cluster: Cluster) -> None:
+    """journey-1 and its twin journey-2 sour the same way; only journey-1's
+    call centre reports it "retained" (feedback topic), which must silence
+    what follows until the quiet period is over."""
+    s = cluster.settings
+    # Partition clocks are shared with the other tests' customers: this story
+    # happens later than theirs, so none of its events arrives "late".
+    base = datetime(2030, 1, 1, tzinfo=UTC)
+    steady = [f"journey-steady-{i}" for i in range(24)]
+    twins = ("journey-1", "journey-2")
+
+    def send(topic: str, cid: str, day: float, n: int, **fields: Any) -> None:
+        cluster.send(topic, cid.encode(), {"event_id": f"{cid}-{topic}-{n}",
+                                           "customer_id": cid, "ts": ts(day, base), **fields})
+
+    def of(cid: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in records if r["customer_id"] == cid]
+
+    def day_of(alert: dict[str, Any]) -> float:
+        return (float(parse_ts(alert["ts"])) - base.timestamp()) / 86400
+
+    def days(lo: int, hi: int) -> None:
+        for day in range(lo, hi, 5):
+            for cid in (*steady, *twins):
+                send(s.topic_purchases, cid, day + 0.1, day, amount=50.0)
+                if day % 60 == 0:
+                    send(s.topic_contacts, cid, day + 0.2, day, direction="outbound",
+                         channel="phone", outcome="answered")
+
+    days(0, 265)
+    for cid in twins:
+        send(s.topic_contacts, cid, 250, 900, direction="inbound", channel="phone",
+             text="אצל המתחרים זה זול יותר, תתאימו מחיר?")
+        send(s.topic_complaints, cid, 255, 901, category="technical_fault", severity=3)
+        send(s.topic_complaints, cid, 258, 902, category="technical_fault", severity=3)
+        send(s.topic_contacts, cid, 262, 903, direction="inbound", channel="phone",
+             text="This is ridiculous, your staff are useless")
+    cluster.flush()
+    cluster.read_until(s.topic_alerts, lambda rs: all(  # both escalated on hostility
+        any("HOSTILE_TONE" in {sig["code"] for sig in r["signals"]} for r in of(cid, rs))
+        for cid in twins))
+    # The call centre reports journey-1 retained; wait until the worker has it.
+    cluster.wait_processed(s.topic_feedback, b"journey-1", {
+        "event_id": "journey-1-fb", "customer_id": "journey-1", "ts": ts(265, base),
+        "outcome": "retained"})
+    days(265, 340)
+    for cid in twins:
+        send(s.topic_complaints, cid, 270, 905, category="billing", severity=2,
+             compensation_requested=100)
+        send(s.topic_complaints, cid, 272, 906, category="billing", severity=2,
+             compensation_requested=300)
+        send(s.topic_complaints, cid, 330, 907, category="delivery", severity=5)
+    cluster.flush()
+
+    alerts = cluster.read_until(s.topic_alerts, lambda rs: any(
+        day_of(a) >= 330 for a in of("journey-1", rs)) and any(
+        "COMPENSATION_ESCALATION" in {sig["code"] for sig in a["signals"]}
+        for a in of("journey-2", rs)))
+    for cid in twins:
+        mine = of(cid, alerts)
+        assert len({a["alert_id"] for a in mine}) == len(mine), "paged twice"
+        codes = [{sig["code"] for sig in a["signals"]} for a in mine]
+        first = mine[0]
+        assert first["episode"] == 1 and 255 <= day_of(first) < 262
+        assert {"COMPETITOR_PROBING", "TECHNICAL_FAULTS"} <= codes[0], codes
+        assert "HOSTILE_TONE" in codes[1] and mine[1]["episode"] == 1  # escalation
+        assert mine[1]["risk_score"] > first["risk_score"]
+        assert all(a["summary_he"].startswith(f"לקוח {cid}") for a in mine)
+    quiet = [a for a in of("journey-1", alerts) if 265 <= day_of(a) < 265 + 45]
+    assert quiet == [], [a["summary"] for a in quiet]
+    control = [a for a in of("journey-2", alerts) if 265 <= day_of(a) < 310]
+    assert any("COMPENSATION_ESCALATION" in {sig["code"] for sig in a["signals"]}
+               for a in control), [a["summary"] for a in control]
+    after = [a for a in of("journey-1", alerts) if day_of(a) >= 265]
+    assert after[0]["episode"] == 2  # the retained episode ended; a new one began

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from stream_app.alerting import alert_id, assess
 from stream_app.policy import Policy
-from stream_app.state import CustomerState
+from stream_app.state import CustomerState, apply_feedback
 
 from ..conftest import epoch
 from ..helpers import buyer, complaint, purchase
@@ -70,3 +70,54 @@ def test_route_sends_high_value_customers_to_the_call_centre() -> None:
     complaint(cheap, 199, severity=5)
     alert = assess(cheap, epoch(200), POLICY, emitted_at=0)
     assert alert is not None and alert.route == "marketing"
+
+
+def _complaining(cid: str = "c1") -> CustomerState:
+    s = buyer(7, 200, cid=cid)
+    for day in (195, 197, 199):
+        complaint(s, day, severity=4)
+    return s
+
+
+def test_feedback_contacted_quiets_escalation_for_a_while() -> None:
+    s = _complaining()
+    assert assess(s, epoch(200), POLICY, emitted_at=0) is not None
+    apply_feedback(s, "contacted", epoch(212), POLICY)  # quiet for 14 days
+    # OVERDUE joins during the quiet period: no page, the episode stays open...
+    assert assess(s, epoch(225), POLICY, emitted_at=0) is None
+    assert s.alerting.open and s.alerting.feedback == {"contacted": 1}
+    assert "OVERDUE" in s.active
+    # ...and once it is over, the new signal escalates.
+    later = assess(s, epoch(227), POLICY, emitted_at=0)
+    assert later is not None and "OVERDUE" in {x.code for x in later.signals}
+    assert later.episode == 1
+
+
+def test_feedback_false_alarm_ends_the_episode_and_do_not_contact_silences() -> None:
+    s = _complaining()
+    assert assess(s, epoch(200), POLICY, emitted_at=0) is not None
+    apply_feedback(s, "false_alarm", epoch(201), POLICY)
+    assert not s.alerting.open
+    assert assess(s, epoch(202), POLICY, emitted_at=0) is None  # quiet after feedback
+    other = _complaining("c2")
+    apply_feedback(other, "do_not_contact", epoch(150), POLICY)
+    assert assess(other, epoch(200), POLICY, emitted_at=0) is None
+    assert other.risk > POLICY.alerting.open_at  # still scored, for look-ups
+
+
+def test_churned_customers_are_silent_until_they_buy_again() -> None:
+    s = _complaining()
+    apply_feedback(s, "churned", epoch(199.5), POLICY)
+    assert assess(s, epoch(200), POLICY, emitted_at=0) is None
+    purchase(s, 230)
+    for day in (231, 232, 233):
+        complaint(s, day, severity=4)
+    assert assess(s, epoch(234), POLICY, emitted_at=0) is not None
+
+
+def test_a_signal_alerted_on_recently_does_not_open_a_new_episode() -> None:
+    s = _complaining()
+    assert assess(s, epoch(200), POLICY, emitted_at=0) is not None
+    s.alerting.open = False  # as if the risk had dipped and the episode closed
+    assert assess(s, epoch(205), POLICY, emitted_at=0) is None  # COMPLAINTS in cooldown
+    assert assess(s, epoch(216), POLICY, emitted_at=0) is not None  # cooldown over
