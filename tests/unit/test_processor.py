@@ -94,8 +94,11 @@ def test_signals_separate_churners_from_loyal_customers(
     loyal = [p for p in population.loyal() if p.persona == "regular"]
     caught = [p for p in churners if p.customer_id in alerted]
     false_alarms = [p for p in loyal if p.customer_id in alerted]
-    assert len(caught) >= 0.85 * len(churners)
-    assert len(false_alarms) <= 0.15 * len(loyal)
+    assert len(caught) >= 0.9 * len(churners)
+    # Regular buyers do have the odd long gap (the generator's gaps are
+    # gamma-distributed), and early in a history only the 21-day minimum
+    # guards against it: some of them are rightly asked about.
+    assert len(false_alarms) <= 0.2 * len(loyal)
     # Caught churners are alerted after their drift began, not by chance before.
     first = {}
     for a in baseline[0]:
