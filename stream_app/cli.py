@@ -25,6 +25,7 @@ examples:
   churnwatch demo                      the whole system on this machine, no setup
   churnwatch demo --customers 500      a smaller, quicker demo
   CHURNWATCH_BROKER_URL=kafka://k1:9092 churnwatch worker
+  churnwatch explain C000123             why is this customer at risk?
   churnwatch policy check policy.toml
 """
 
@@ -61,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("topics", help="create every topic the worker needs",
                    description="Create the input, output and internal topics with "
                    "CHURNWATCH_PARTITIONS partitions (existing ones are checked).")
+
+    ex = sub.add_parser("explain", help="a customer's current state, signals, score, actions",
+                        description="Read the customer's latest state from the state "
+                        "table's changelog on CHURNWATCH_BROKER_URL (no worker needed) and "
+                        "score it with the policy at the customer's latest event time.")
+    ex.add_argument("customer_id")
+    ex.add_argument("--at", help="judge at this time instead (ISO-8601 with offset)")
 
     pol = sub.add_parser("policy", help="policy file tools")
     polsub = pol.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
@@ -115,6 +123,22 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  export CHURNWATCH_BROKER_URL={broker.url} CHURNWATCH_BROKER_PROFILE=local")
             while broker.proc is not None and broker.proc.poll() is None:
                 time.sleep(0.5)
+        return 0
+    if args.command == "explain":
+        from .explain import describe, latest_state, parse_at
+
+        try:
+            at = parse_at(args.at) if args.at else None
+        except ValueError as exc:
+            print(f"churnwatch: {exc}", file=sys.stderr)
+            return 2
+        state = latest_state(settings, args.customer_id)
+        if state is None:
+            print(f"churnwatch: no state for customer {args.customer_id!r} on "
+                  f"{settings.broker_url} (topic {settings.state_changelog_topic})",
+                  file=sys.stderr)
+            return 1
+        print(describe(state, settings.policy(), at))
         return 0
     if args.command == "topics":
         from .admin import create_topics

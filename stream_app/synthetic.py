@@ -251,9 +251,10 @@ def generate(customers: int = 2000, days: int = 540, seed: int = 7,
             # A valuable regular we never call, who slowly gives up on us.
             plan.churned = True
             leave = t0 + rng.uniform(0.75, 0.95) * days * DAY
-            plan.drift_start = leave - 60 * DAY
+            # The first sign is our own silence: four months without a word.
+            plan.drift_start = first + 120 * DAY
             plan.last_purchase = b.purchases(cid, first, leave, min(mean_gap, 10), basket * 3,
-                                             stretch_from=plan.drift_start)
+                                             stretch_from=leave - 60 * DAY)
         else:  # abrupt
             plan.churned = True
             burst = t0 + rng.uniform(0.6, 0.9) * days * DAY

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from stream_app.decoding import parse_ts
+from stream_app.explain import describe, latest_state
 
 from .conftest import Cluster
 
@@ -78,6 +79,11 @@ def test_a_drifting_customer_is_alerted_with_evidence_and_a_steady_one_is_not(
     assert timedelta(days=300) < datetime.fromtimestamp(
         float(parse_ts(overdue["ts"])), UTC) - T0 < timedelta(days=360)
     assert {a["code"] for a in overdue["actions"]} & {"REACH_OUT", "WIN_BACK"}
+    # The call centre looks the customer up: state straight from the changelog.
+    state = latest_state(s, "drift-leaver")
+    assert state is not None and state.purchases == 60 and len(state.complaints) == 3
+    text = describe(state, s.policy())
+    assert "Customer drift-leaver" in text and "OVERDUE" in text and "episode 1" in text
 
 
 def test_malformed_events_are_dead_lettered_and_the_worker_keeps_going(
