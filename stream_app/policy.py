@@ -99,10 +99,10 @@ class Scoring:
     weight_complaints: float = 45.0
     weight_unresponsive: float = 35.0
     weight_technical_faults: float = 35.0
-    weight_competitor_probing: float = 45.0
+    weight_competitor_probing: float = 60.0
     weight_compensation_escalation: float = 40.0
     weight_hostile_tone: float = 40.0
-    weight_neglected: float = 30.0
+    weight_neglected: float = 60.0
     #: Severity bands by risk.
     medium_at: float = 35.0
     high_at: float = 60.0

@@ -208,11 +208,13 @@ def test_a_customer_drifting_through_signals_escalates_and_feedback_silences(
         mine = of(cid, alerts)
         assert len({a["alert_id"] for a in mine}) == len(mine), "paged twice"
         codes = [{sig["code"] for sig in a["signals"]} for a in mine]
-        first = mine[0]
-        assert first["episode"] == 1 and 255 <= day_of(first) < 262
-        assert {"COMPETITOR_PROBING", "TECHNICAL_FAULTS"} <= codes[0], codes
-        assert "HOSTILE_TONE" in codes[1] and mine[1]["episode"] == 1  # escalation
-        assert mine[1]["risk_score"] > first["risk_score"]
+        before = [a for a in mine if day_of(a) < 265]
+        assert day_of(before[0]) == 250 and codes[0] == {"COMPETITOR_PROBING"}
+        # Each later alert of the episode escalates: a new signal, a higher risk.
+        assert [a["episode"] for a in before] == [1] * len(before)
+        assert {"TECHNICAL_FAULTS", "HOSTILE_TONE"} <= set().union(*codes[:len(before)])
+        risks = [a["risk_score"] for a in before]
+        assert risks == sorted(risks) and len(set(risks)) == len(risks)
         assert all(a["summary_he"].startswith(f"לקוח {cid}") for a in mine)
     quiet = [a for a in of("journey-1", alerts) if 265 <= day_of(a) < 265 + 45]
     assert quiet == [], [a["summary"] for a in quiet]
