@@ -59,8 +59,5 @@ class DueIndex:
             return heapq.heappop(heap)
         return None
 
-    def size(self) -> int:
-        return sum(len(h) for h in self.heaps.values())
-
     def clear(self) -> None:
         self.heaps.clear()

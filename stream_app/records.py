@@ -13,8 +13,6 @@ construction cheap on the hot path).  ``include_metadata=False`` keeps Faust's
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
 
 SCHEMA_VERSION = 1
@@ -142,6 +140,3 @@ def record_fields(cls: type[faust.Record]) -> dict[str, bool]:
     options = cls._options
     return {name: name not in options.optionalset for name in options.fields}
 
-
-def as_dict(record: faust.Record) -> dict[str, Any]:
-    return record.asdict()

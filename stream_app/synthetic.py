@@ -12,7 +12,6 @@ last purchase before they left.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -31,7 +30,6 @@ PERSONAS: dict[str, float] = {
     "abrupt": 0.06,
     "neglected": 0.05,
 }
-CHURNING = frozenset({"drifting", "abrupt", "neglected"})
 LOYAL = frozenset({"regular", "seasonal", "complains_but_stays"})
 
 _COMPETITOR_TEXT = [
@@ -275,7 +273,3 @@ def generate(customers: int = 2000, days: int = 540, seed: int = 7,
         counts[e.topic] = counts.get(e.topic, 0) + 1
     return Population(plans, events, t0, t1, counts)
 
-
-def iter_messages(pop: Population) -> Iterator[tuple[str, bytes, dict[str, Any]]]:
-    for e in pop.events:
-        yield e.topic, e.customer_id.encode(), e.value

@@ -139,3 +139,15 @@ def test_emitted_alerts_and_dead_letters_match_their_schemas() -> None:
     encoded = orjson.loads(letter.dumps())
     validator("dead-letters").validate(encoded)
     assert encoded["value_encoding"] == "base64"
+
+
+def test_every_signal_has_a_schema_code_a_weight_and_a_hebrew_clause() -> None:
+    from stream_app.playbook import _clause_he
+    from stream_app.scoring import weight
+    from stream_app.signals import CODES, Fired
+
+    assert set(CODES) == set(records.SIGNAL_CODES)
+    for code in CODES:
+        assert weight(code, Policy()) > 0, code
+        fired = Fired(code, 1.0, 3.0, 1.0, 2.0, "w", (), "d")
+        assert _clause_he(fired) != code
