@@ -62,7 +62,7 @@ processor = Processor(
 async def _consume(stream: Any) -> None:
     async for event in stream.events():
         m = event.message
-        await processor.handle(m.topic, m.partition, m.offset, m.key, m.value)
+        await processor.handle(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
 
 
 @app.agent(topics.purchases, name="track_purchases")

@@ -8,6 +8,7 @@ current policy at the customer's own latest event time (or ``--at``).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
@@ -17,7 +18,7 @@ from .playbook import recommend, summary, summary_he
 from .policy import Policy
 from .scoring import risk_score, route, severity
 from .settings import Settings
-from .state import DAY, CustomerState
+from .state import CustomerState
 
 
 def latest_state(s: Settings, customer_id: str, timeout_ms: int = 3000
@@ -39,43 +40,81 @@ def latest_state(s: Settings, customer_id: str, timeout_ms: int = 3000
         consumer.close()
 
 
-def describe(state: CustomerState, policy: Policy, at: float | None = None) -> str:
+def report(state: CustomerState, policy: Policy, at: float | None = None) -> dict[str, Any]:
+    """The customer's standing at ``at`` (default: their latest event), as data.
+
+    Shared by ``churnwatch explain`` and the ``GET /customers/{id}`` view.
+    """
     now = at if at is not None else state.last_ts
     fired = evaluate_signals(state, now, policy)
     risk = risk_score(fired, policy)
     sev = severity(risk, policy)
     actions = recommend(fired, state, now, policy)
     a = state.alerting
-    lines = [f"Customer {state.customer_id}: judged at {iso(now)} (partition {state.partition})"]
-    last = iso(state.last_purchase_ts) if state.last_purchase_ts else "never"
-    lines.append(f"  purchases {state.purchases} (spend {state.spend:,.0f}; "
-                 f"last year {state.spend_last_year(now, policy.history.bucket_days):,.0f}; "
-                 f"last purchase {last})")
-    lines.append(f"  complaints kept {len(state.complaints)}, concerns {len(state.notes)}, "
-                 f"outreach days {len(state.outreach)}")
-    lines.append(f"  risk {risk:.1f}/100 ({sev}), route {route(risk, state, now, policy)}")
-    episode = f"episode {a.episode} {'open' if a.open else 'closed'}" if a.episode else "none"
-    lines.append(f"  alerts sent {a.sent}; {episode}")
-    if a.feedback:
-        lines.append("  feedback " + ", ".join(f"{k} {v}" for k, v in a.feedback.items()))
-    if a.do_not_contact or a.lost or (a.quiet_until and a.quiet_until > now):
-        why = ("do not contact" if a.do_not_contact else "reported lost" if a.lost
-               else f"quiet until {iso(a.quiet_until or 0)}")
-        lines.append(f"  alerts suppressed: {why}")
-    lines.append("  signals:" if fired else "  signals: none")
-    for f in fired:
-        base = f"{f.baseline:g}" if f.baseline is not None else "-"
-        lines.append(f"    {f.code:<24} {f.detail}")
-        lines.append(f"    {'':<24} value {f.value:g}, baseline {base}, threshold "
-                     f"{f.threshold:g}, {f.window}; evidence {', '.join(f.evidence) or '-'}")
-    if fired:
+    suppressed = ("do_not_contact" if a.do_not_contact else "lost" if a.lost
+                  else "quiet" if a.quiet_until and a.quiet_until > now else None)
+    return {
+        "customer_id": state.customer_id,
+        "at": iso(now),
+        "partition": state.partition,
+        "risk_score": risk,
+        "severity": sev,
+        "route": route(risk, state, now, policy),
+        "signals": [{"code": f.code, "value": f.value, "baseline": f.baseline,
+                     "threshold": f.threshold, "window": f.window,
+                     "evidence": list(f.evidence), "detail": f.detail} for f in fired],
+        "actions": [{"code": x.code, "reason": x.reason, "channel": x.channel}
+                    for x in actions],
+        "summary": summary(state.customer_id, risk, sev, fired, actions) if fired else None,
+        "summary_he": summary_he(state.customer_id, risk, sev, fired, actions)
+        if fired else None,
+        "episode": {"number": a.episode, "open": a.open, "alerts_sent": a.sent,
+                    "last_alert": iso(a.last_alert_ts) if a.last_alert_ts else None,
+                    "suppressed": suppressed,
+                    "quiet_until": iso(a.quiet_until) if a.quiet_until else None,
+                    "feedback": dict(a.feedback)},
+        "activity": {"purchases": state.purchases, "spend": round(state.spend, 2),
+                     "spend_last_year": state.spend_last_year(now,
+                                                              policy.history.bucket_days),
+                     "last_purchase": iso(state.last_purchase_ts)
+                     if state.last_purchase_ts else None,
+                     "complaints": len(state.complaints), "concerns": len(state.notes),
+                     "outreach_days": len(state.outreach)},
+        "next_check": iso(state.due_ts) if state.due_ts else None,
+    }
+
+
+def describe(state: CustomerState, policy: Policy, at: float | None = None) -> str:
+    r = report(state, policy, at)
+    act, ep = r["activity"], r["episode"]
+    lines = [f"Customer {r['customer_id']}: judged at {r['at']} (partition {r['partition']})",
+             f"  purchases {act['purchases']} (spend {act['spend']:,.0f}; last year "
+             f"{act['spend_last_year']:,.0f}; last purchase {act['last_purchase'] or 'never'})",
+             f"  complaints kept {act['complaints']}, concerns {act['concerns']}, "
+             f"outreach days {act['outreach_days']}",
+             f"  risk {r['risk_score']:.1f}/100 ({r['severity']}), route {r['route']}",
+             f"  alerts sent {ep['alerts_sent']}; " + (
+                 f"episode {ep['number']} {'open' if ep['open'] else 'closed'}"
+                 if ep["number"] else "no episode yet")]
+    if ep["feedback"]:
+        lines.append("  feedback " + ", ".join(f"{k} {v}" for k, v in ep["feedback"].items()))
+    if ep["suppressed"]:
+        lines.append(f"  alerts suppressed: {ep['suppressed']}"
+                     + (f" until {ep['quiet_until']}" if ep["suppressed"] == "quiet" else ""))
+    lines.append("  signals:" if r["signals"] else "  signals: none")
+    for f in r["signals"]:
+        base = f"{f['baseline']:g}" if f["baseline"] is not None else "-"
+        lines.append(f"    {f['code']:<24} {f['detail']}")
+        lines.append(f"    {'':<24} value {f['value']:g}, baseline {base}, threshold "
+                     f"{f['threshold']:g}, {f['window']}; evidence "
+                     f"{', '.join(f['evidence']) or '-'}")
+    if r["signals"]:
         lines.append("  actions: " + "; ".join(
-            a.code + (f" ({a.channel})" if a.channel else "") for a in actions))
-        lines.append("  " + summary(state.customer_id, risk, sev, fired, actions))
-        lines.append("  " + summary_he(state.customer_id, risk, sev, fired, actions))
-    if state.due_ts:
-        days = (state.due_ts - now) / DAY
-        lines.append(f"  next look by the timer sweep: {iso(state.due_ts)} ({days:+.0f} days)")
+            x["code"] + (f" ({x['channel']})" if x["channel"] else "") for x in r["actions"]))
+        lines.append(f"  {r['summary']}")
+        lines.append(f"  {r['summary_he']}")
+    if r["next_check"]:
+        lines.append(f"  next look by the timer sweep: {r['next_check']}")
     return "\n".join(lines)
 
 

@@ -18,17 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 
 import orjson
 
+from . import metrics
 from .alerting import assess, iso
 from .clock import DueIndex, PartitionClock
 from .decoding import Decoded, Rejected, decode
 from .policy import Policy
-from .records import ChurnAlert, DeadLetter
+from .records import ChurnAlert, DeadLetter, Feedback
 from .state import CustomerState, already_applied, apply_event, new_state
 
 log = logging.getLogger("churnwatch")
@@ -67,13 +68,14 @@ class Stats:
 class Processor:
     def __init__(
         self,
-        table: MutableMapping[str, bytes],
+        table: MutableMapping[bytes, bytes],
         policy: Policy,
         send_alert: SendAlert,
         send_dead_letter: SendDeadLetter,
         kinds: dict[str, str],
         backlog: Backlog = lambda topic, partition, offset: False,
         wall: Callable[[], float] = time.time,
+        recent_alerts: int = 1000,
     ) -> None:
         self.table = table
         self.policy = policy
@@ -87,13 +89,17 @@ class Processor:
         self.stale = True
         self.locks: dict[int, asyncio.Lock] = {}
         self.stats = Stats()
+        self.customers = 0
+        self.ingested: float | None = None
+        #: The latest alerts sent by this worker, newest last (for GET /alerts).
+        self.recent_alerts: deque[ChurnAlert] = deque(maxlen=recent_alerts)
 
     # -- state table --------------------------------------------------------
 
     def load(self, customer_id: str) -> CustomerState | None:
         # One store lookup: Mapping.get() would ask the store twice (contains, get).
         try:
-            raw = self.table[customer_id]
+            raw = self.table[customer_id.encode()]
         except KeyError:
             return None
         return CustomerState.from_bytes(raw) if raw is not None else None
@@ -109,11 +115,15 @@ class Processor:
         self.due.clear()
         wall = self.wall()
         latest: dict[int, float] = {}
-        for customer_id, raw in list(self.table.items()):
+        count = 0
+        for key, raw in list(self.table.items()):
+            count += 1
             d = orjson.loads(raw)
             part, due, last = d["partition"], d["due_ts"], d["last_ts"]
-            self.due.schedule(part, customer_id, due)
+            self.due.schedule(part, key.decode(), due)
             latest[part] = max(latest.get(part, 0.0), last)
+        self.customers = count
+        metrics.CUSTOMERS.set(count)
         for part, ts in latest.items():
             clock = self.clocks.setdefault(part, PartitionClock())
             if not clock.marks:
@@ -123,7 +133,10 @@ class Processor:
     # -- per message ------------------------------------------------------
 
     async def handle(self, topic: str, partition: int, offset: int,
-                     key: bytes | None, value: bytes | None) -> None:
+                     key: bytes | None, value: bytes | None,
+                     ingested: float | None = None) -> None:
+        """Apply one message; ``ingested`` is its broker timestamp (for latency)."""
+        self.ingested = ingested
         kind = self.kinds[topic]
         result = decode(kind, key, value)
         if isinstance(result, Rejected):
@@ -146,12 +159,16 @@ class Processor:
                                f"processing failed: {type(exc).__name__}: {exc}")
             return
         self.stats.events[kind] += 1
+        metrics.EVENTS.labels(topic).inc()
+        if kind == "feedback" and isinstance(result.record, Feedback):
+            metrics.FEEDBACK.labels(result.record.outcome).inc()
         if now is not None:
             await self.run_due(partition, now)
 
     async def _reject(self, topic: str, partition: int, offset: int, key: bytes | None,
                       value: bytes | None, reason: str) -> None:
         self.stats.dead_letters[reason.split(":")[0][:60]] += 1
+        metrics.DEAD_LETTERS.labels(topic, metrics.reason_kind(reason)).inc()
         log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, reason)
         await self.send_dead_letter(key, dead_letter(topic, partition, offset, key, value,
                                                      reason))
@@ -162,7 +179,11 @@ class Processor:
         state = self.load(cid) or new_state(cid)
         if already_applied(state, topic, offset):
             self.stats.duplicates += 1
+            metrics.DUPLICATES.labels(topic).inc()
             return
+        if state.first_ts == 0.0:
+            self.customers += 1
+            metrics.CUSTOMERS.set(self.customers)
         before_due = state.due_ts
         apply_event(state, d.record, d.ts, topic=topic, partition=partition, offset=offset,
                     policy=self.policy)
@@ -173,7 +194,7 @@ class Processor:
         # the customer is judged once the clock reaches this event.
         if clock_now is None:
             state.due_ts = min(state.due_ts or d.ts, d.ts)
-            self.table[cid] = state.to_bytes()
+            self.table[cid.encode()] = state.to_bytes()
         else:
             await self._assess_and_store(state, min(d.ts, clock_now))
         if state.due_ts != before_due:
@@ -187,9 +208,14 @@ class Processor:
             state.due_ts = ahead
         if alert is not None:
             await self.send_alert(alert)
+            self.recent_alerts.append(alert)
             for s in alert.signals:
                 self.stats.alerts[s.code] += 1
-        self.table[state.customer_id] = state.to_bytes()
+                metrics.ALERTS.labels(s.code, alert.severity, alert.route).inc()
+            metrics.EVENT_TO_ALERT.observe(max(0.0, now - state.last_ts))
+            if self.ingested is not None:
+                metrics.INGEST_TO_ALERT.observe(max(0.0, self.wall() - self.ingested))
+        self.table[state.customer_id.encode()] = state.to_bytes()
 
     async def run_due(self, partition: int, now: float) -> int:
         """Re-assess every customer of ``partition`` whose due time has passed.
@@ -221,6 +247,7 @@ class Processor:
         if self.stale:
             self.rebuild()
         now = self.clock_now(partition, self.wall())
+        metrics.DUE.set(sum(len(h) for h in self.due.heaps.values()))
         return 0 if now is None else await self.run_due(partition, now)
 
     def clock_now(self, partition: int, wall: float) -> float | None:

@@ -64,6 +64,8 @@ class Settings:
     fetch_max_wait_ms: int = 100
     log_level: str = "warning"
     policy_file: str = ""
+    #: When set, the look-up API needs ``Authorization: Bearer <token>``.
+    api_token: str = ""
 
     @property
     def input_topics(self) -> tuple[str, str, str, str]:

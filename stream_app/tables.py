@@ -1,6 +1,6 @@
 """Tables.  One per-customer state table, one write per event.
 
-``customer_to_state``: customer id -> compact :class:`~stream_app.state.CustomerState`
+``customer_to_state``: customer id (UTF-8 bytes) -> compact :class:`~stream_app.state.CustomerState`
 (orjson bytes).  Not windowed: the recent-activity windows live inside the
 state as event-time buckets (size ``[history].bucket_days``, kept
 ``[history].buckets_kept``, time basis the event's own ``ts``), so an event
@@ -15,7 +15,9 @@ from .settings import STATE_TABLE
 
 customer_to_state = app.Table(
     STATE_TABLE,
-    key_type=str,
+    # Raw bytes keys, exactly the producers' message keys: the changelog
+    # partition, table routing and the source partition then all agree.
+    key_type=bytes,
     # bytes -> Faust's "raw" codec in both the store and the changelog: the
     # state encodes itself with orjson, once.
     value_type=bytes,

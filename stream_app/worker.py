@@ -12,7 +12,7 @@ import faust
 
 
 def run_worker(create_topics: bool = True) -> None:
-    from . import agents  # noqa: F401  registers agents, timer and tables
+    from . import agents, web  # noqa: F401  registers agents, timer, tables, web views
     from .app import app, settings
 
     if create_topics:

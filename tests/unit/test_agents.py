@@ -46,7 +46,7 @@ async def test_complaints_agent_updates_the_table_alerts_and_escalates(
     async with track_complaints.test_context() as agent:
         for n, day in enumerate((10, 12, 14, 15)):
             await agent.put(key=b"agent-c1", value=complaint("agent-c1", n, day, 4))
-    state = CustomerState.from_bytes(customer_to_state["agent-c1"])
+    state = CustomerState.from_bytes(customer_to_state[b"agent-c1"])
     assert len(state.complaints) == 4
     first, second = sent["alerts"]  # the 4th complaint adds too little to re-alert
     assert first.signals[0].evidence == ["agent-c1-k0", "agent-c1-k1"]
@@ -63,4 +63,4 @@ async def test_malformed_input_is_dead_lettered_and_the_agent_keeps_going(
             {"event_id": "agent-p1", "customer_id": "agent-c2", "ts": at(1), "amount": 5}))
     assert len(sent["dead"]) == 1
     assert "not valid UTF-8 JSON" in sent["dead"][0].reason
-    assert CustomerState.from_bytes(customer_to_state["agent-c2"]).purchases == 1
+    assert CustomerState.from_bytes(customer_to_state[b"agent-c2"]).purchases == 1

@@ -1,0 +1,39 @@
+"""Churnwatch's own Prometheus metrics, beside Faust's sensor metrics.
+
+All in prometheus-client's default registry, which the worker's ``/metrics``
+page (faust's Prometheus sensor) exposes.  Labels are bounded: topics,
+signal codes, severities, routes, outcomes and reason *kinds* (the reason
+text before its first colon, digits masked), never customer ids.
+"""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter("churnwatch_events_total", "Input events applied", ["topic"])
+DEAD_LETTERS = Counter("churnwatch_dead_letters_total", "Events sent to dead-letters",
+                       ["topic", "reason"])
+DUPLICATES = Counter("churnwatch_duplicates_total",
+                     "Redelivered events recognised and skipped", ["topic"])
+ALERTS = Counter("churnwatch_alerts_total", "Alerts sent, per signal in them",
+                 ["signal", "severity", "route"])
+FEEDBACK = Counter("churnwatch_feedback_total", "Feedback outcomes applied", ["outcome"])
+CUSTOMERS = Gauge("churnwatch_customers_tracked", "Customers with state on this worker")
+DUE = Gauge("churnwatch_timer_index_entries", "Entries in the timer sweep's due index")
+_DAY = 86400.0
+EVENT_TO_ALERT = Histogram(
+    "churnwatch_event_time_to_alert_seconds",
+    "From the event time of the customer's latest event to the alert's event time",
+    buckets=(0, 60, 3600, _DAY, 7 * _DAY, 30 * _DAY, 90 * _DAY, 365 * _DAY))
+INGEST_TO_ALERT = Histogram(
+    "churnwatch_ingest_to_alert_seconds",
+    "From the broker timestamp of the triggering message to the alert's acknowledgement",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+
+_DIGITS = re.compile(r"\d+")
+
+
+def reason_kind(reason: str) -> str:
+    return _DIGITS.sub("N", reason.split(":", 1)[0])[:80]

@@ -1,0 +1,93 @@
+"""HTTP on the worker's web server: health, readiness, metrics, customer look-up.
+
+Read-only.  ``GET /customers/{id}`` is routed by Faust to the worker that owns
+the customer's partition, so a call centre can ask any worker.  When
+``CHURNWATCH_API_TOKEN`` is set, every view but ``/health`` and ``/ready``
+needs ``Authorization: Bearer <token>``.  Errors are JSON with a message.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from typing import Any, cast
+
+from faust import web
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.tables.manager import TableManager
+
+from .agents import processor
+from .alerting import iso
+from .app import app, policy, settings
+from .decoding import parse_ts
+from .explain import report
+from .tables import customer_to_state
+
+_CUSTOMER_ID = re.compile(r"^[^\s/]{1,128}$")
+
+setup_prometheus_sensors(app, name_prefix="churnwatch_faust")
+
+
+def _error(view: web.View, status: int, message: str) -> web.Response:
+    return view.json({"error": message, "status": status}, status=status)
+
+
+def _authorized(request: web.Request) -> bool:
+    if not settings.api_token:
+        return True
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given, f"Bearer {settings.api_token}")
+
+
+@app.page("/health")
+async def health(view: web.View, request: web.Request) -> web.Response:
+    """The process is up and serving (liveness)."""
+    return view.json({"status": "ok"})
+
+
+@app.page("/ready")
+async def ready(view: web.View, request: web.Request) -> web.Response:
+    """Partitions assigned and tables recovered: the worker processes events."""
+    assigned = bool(app.consumer.assignment()) if app.consumer else False
+    recovered = cast(TableManager, app.tables).recovery.completed.is_set()
+    body = {"assigned": assigned, "recovered": recovered, "rebalancing": app.rebalancing}
+    ok = assigned and recovered and not app.rebalancing
+    return view.json({"status": "ready" if ok else "not ready", **body},
+                     status=200 if ok else 503)
+
+
+@app.page("/customers/{customer_id}")
+@app.table_route(table=customer_to_state, match_info="customer_id")
+async def customer(view: web.View, request: web.Request, customer_id: str) -> web.Response:
+    """The customer's current risk, signals with evidence, episode and actions."""
+    if not _authorized(request):
+        return _error(view, 401, "missing or wrong bearer token (Authorization header)")
+    if not _CUSTOMER_ID.match(customer_id):
+        return _error(view, 400, "customer id must be 1-128 characters, no spaces or '/'")
+    state = processor.load(customer_id)
+    if state is None:
+        return _error(view, 404, f"no customer {customer_id!r} on this worker's partitions")
+    now = processor.clock_now(state.partition, time.time())
+    return view.json(report(state, policy, max(now, state.last_ts) if now else None))
+
+
+@app.page("/alerts")
+async def alerts(view: web.View, request: web.Request) -> web.Response:
+    """This worker's latest alerts, oldest first: ``?since=ISO-8601&limit=N``."""
+    if not _authorized(request):
+        return _error(view, 401, "missing or wrong bearer token (Authorization header)")
+    since_text = request.query.get("since")
+    since = parse_ts(since_text) if since_text else 0.0
+    if isinstance(since, str):
+        return _error(view, 400, f"since: {since}")
+    try:
+        limit = max(1, min(1000, int(request.query.get("limit", "100"))))
+    except ValueError:
+        return _error(view, 400, "limit must be a whole number")
+    chosen = [a for a in processor.recent_alerts if float(parse_ts(a.ts)) >= since]
+    page: list[Any] = [a.asdict() for a in chosen[:limit]]
+    for item in page:
+        item["signals"] = [s.asdict() if hasattr(s, "asdict") else s for s in item["signals"]]
+        item["actions"] = [x.asdict() if hasattr(x, "asdict") else x for x in item["actions"]]
+    return view.json({"alerts": page, "more": len(chosen) > limit, "as_of": iso(time.time())})
