@@ -8,6 +8,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from kafka.errors import KafkaError
+
 from .policy import PolicyError, load_policy, policy_toml
 from .settings import ConfigError, from_env
 
@@ -85,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, PolicyError) as exc:
         print(f"churnwatch: configuration error: {exc}", file=sys.stderr)
         return 2
+    except KafkaError as exc:
+        print(f"churnwatch: cannot talk to the broker ({exc}); check CHURNWATCH_BROKER_URL "
+              "and that the broker is running", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nchurnwatch: interrupted; everything it started has been stopped.",
               file=sys.stderr)
