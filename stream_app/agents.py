@@ -26,8 +26,10 @@ async def _send_alert(alert: ChurnAlert) -> None:
     # Wait for the broker's ack before the state records the alert as sent.
     fut = await topics.churn_alerts.send(key=alert.customer_id, value=alert)
     await fut
-    log.info("alert %s customer=%s risk=%s signals=%s", alert.alert_id, alert.customer_id,
-             alert.risk_score, ",".join(s.code for s in alert.signals))
+    log.info("alert sent", extra={"fields": {
+        "alert_id": alert.alert_id, "customer_id": alert.customer_id, "event_ts": alert.ts,
+        "risk_score": alert.risk_score, "severity": alert.severity, "route": alert.route,
+        "signals": [s.code for s in alert.signals], "episode": alert.episode}})
 
 
 async def _send_dead_letter(key: bytes | None, letter: DeadLetter) -> None:

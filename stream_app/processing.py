@@ -154,7 +154,8 @@ class Processor:
         except Exception as exc:
             # A bug must not stop the worker or silently drop the event: it
             # goes to dead-letters with the error, to be replayed once fixed.
-            log.exception("processing %s[%d]@%d failed", topic, partition, offset)
+            log.exception("processing failed", extra={"fields": {
+                "topic": topic, "partition": partition, "offset": offset}})
             await self._reject(topic, partition, offset, key, value,
                                f"processing failed: {type(exc).__name__}: {exc}")
             return
@@ -169,7 +170,8 @@ class Processor:
                       value: bytes | None, reason: str) -> None:
         self.stats.dead_letters[reason.split(":")[0][:60]] += 1
         metrics.DEAD_LETTERS.labels(topic, metrics.reason_kind(reason)).inc()
-        log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, reason)
+        log.warning("dead-lettered", extra={"fields": {
+            "topic": topic, "partition": partition, "offset": offset, "reason": reason}})
         await self.send_dead_letter(key, dead_letter(topic, partition, offset, key, value,
                                                      reason))
 
@@ -236,7 +238,8 @@ class Processor:
                 try:
                     await self._assess_and_store(state, due)
                 except Exception:
-                    log.exception("timer sweep of customer %s failed; skipped", cid)
+                    log.exception("timer sweep failed; customer skipped",
+                                  extra={"fields": {"customer_id": cid}})
                     continue
                 self.due.schedule(partition, cid, state.due_ts)
                 done += 1

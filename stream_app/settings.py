@@ -63,6 +63,8 @@ class Settings:
     #: (1500 ms) adds over a second of latency to every alert.
     fetch_max_wait_ms: int = 100
     log_level: str = "warning"
+    #: ``json``: one JSON object per line for log pipelines; ``text`` for people.
+    log_format: str = "json"
     policy_file: str = ""
     #: When set, the look-up API needs ``Authorization: Bearer <token>``.
     api_token: str = ""
@@ -188,6 +190,8 @@ def validate(s: Settings) -> Settings:
         raise bad("fetch_max_wait_ms", "expected 0..10000 milliseconds")
     if s.log_level not in LOG_LEVELS:
         raise bad("log_level", f"expected one of {', '.join(LOG_LEVELS)}")
+    if s.log_format not in ("json", "text"):
+        raise bad("log_format", "expected json or text")
     if s.policy_file and not Path(s.policy_file).is_file():
         raise bad("policy_file", "no such file")
     return s

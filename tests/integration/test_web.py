@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import orjson
 import pytest
 
 from .conftest import Cluster
@@ -54,6 +55,12 @@ def test_health_ready_lookup_alerts_and_metrics(cluster: Cluster) -> None:
     assert status == 200
     assert [a["customer_id"] for a in body["alerts"]] == ["web-1"]
     assert get(cluster, "/alerts?since=yesterday")[0] == 400
+
+    # The worker logs each alert as one JSON line with its fields.
+    lines = [orjson.loads(x) for x in cluster.log.read_text().splitlines()
+             if x.startswith("{")]
+    sent = [x for x in lines if x["msg"] == "alert sent" and x["customer_id"] == "web-1"]
+    assert sent and sent[0]["signals"] == ["COMPLAINTS"] and sent[0]["severity"]
 
     status, text = get(cluster, "/metrics")
     assert status == 200
