@@ -33,6 +33,9 @@ class History:
     complaint_days: int = 365
     #: At most this many complaints are remembered per customer.
     complaints_kept: int = 30
+    #: Events this far behind their partition's event-time clock are applied;
+    #: older ones go to dead-letters as too late (their windows have passed).
+    allowed_lateness_days: float = 7.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from .clock import DueIndex, PartitionClock
 from .decoding import Decoded, Rejected, decode
 from .policy import Policy
 from .records import ChurnAlert, DeadLetter, Feedback
-from .state import CustomerState, already_applied, apply_event, new_state
+from .state import DAY, CustomerState, already_applied, apply_event, new_state
 
 log = logging.getLogger("churnwatch")
 
@@ -145,6 +145,15 @@ class Processor:
         if self.stale:
             self.rebuild()
         wall = self.wall()
+        before = self.clock_now(partition, wall)
+        allowed = self.policy.history.allowed_lateness_days * DAY
+        if before is not None and result.ts < before - allowed:
+            await self._reject(topic, partition, offset, key, value, (
+                f"too late: event time {iso(result.ts)} is "
+                f"{(before - result.ts) / DAY:.1f} days behind this partition's clock "
+                f"{iso(before)}; the allowed lateness is "
+                f"{self.policy.history.allowed_lateness_days:g} days"))
+            return
         clock = self.clocks.setdefault(partition, PartitionClock())
         clock.observe(topic, result.ts, wall, offset)
         now = self.clock_now(partition, wall)

@@ -89,25 +89,30 @@ def test_a_drifting_customer_is_alerted_with_evidence_and_a_steady_one_is_not(
 def test_malformed_events_are_dead_lettered_and_the_worker_keeps_going(
         cluster: Cluster) -> None:
     s = cluster.settings
+    base = datetime(2025, 6, 1, tzinfo=UTC)  # after the drift story's clocks
     cluster.send(s.topic_purchases, b"bad-1", b"\x00\x01 not json")
     cluster.send(s.topic_complaints, b"bad-2", {
-        "event_id": "bad-e2", "customer_id": "bad-2", "ts": ts(1), "category": "billing",
+        "event_id": "bad-e2", "customer_id": "bad-2", "ts": ts(1, base), "category": "billing",
         "severity": "high"})
     cluster.send(s.topic_contacts, b"bad-3", {
         "event_id": "bad-e3", "customer_id": "bad-3", "ts": "2024-13-45T00:00:00Z",
         "direction": "inbound", "channel": "phone"})
+    cluster.send(s.topic_purchases, b"bad-5", {  # years behind every partition's clock
+        "event_id": "bad-e5", "customer_id": "bad-5", "ts": "2020-01-01T00:00:00Z",
+        "amount": 10})
     cluster.send(s.topic_complaints, b"bad-4", {  # a good event after the bad ones
-        "event_id": "bad-e4", "customer_id": "bad-4", "ts": ts(2), "category": "billing",
+        "event_id": "bad-e4", "customer_id": "bad-4", "ts": ts(2, base), "category": "billing",
         "severity": 5})
     cluster.flush()
     letters = cluster.read_until(
         s.topic_dead_letters,
-        lambda rs: len([r for r in rs if (r["key"] or "").startswith("bad-")]) >= 3)
+        lambda rs: len([r for r in rs if (r["key"] or "").startswith("bad-")]) >= 4)
     mine = {r["key"]: r for r in letters if (r["key"] or "").startswith("bad-")}
     assert "not valid UTF-8 JSON" in mine["bad-1"]["reason"]
     assert mine["bad-1"]["value_encoding"] == "utf-8"
     assert "'severity' must be a whole number" in mine["bad-2"]["reason"]
     assert "not an ISO-8601 timestamp" in mine["bad-3"]["reason"]
+    assert "too late" in mine["bad-5"]["reason"]
     assert {r["topic"] for r in mine.values()} == {
         s.topic_purchases, s.topic_complaints, s.topic_contacts}
     alerts = cluster.read_until(

@@ -114,3 +114,28 @@ def test_the_generator_also_makes_valid_events() -> None:
         found = find(_near_valid(), lambda raw, k=kind: isinstance(decode(k, b"c1", raw), Decoded),
                      settings=settings(max_examples=5000, database=None))
         assert isinstance(decode(kind, b"c1", found), Decoded)
+
+
+def test_events_older_than_the_allowed_lateness_are_dead_lettered() -> None:
+    dead: list[Any] = []
+
+    async def send_alert(a: Any) -> None:
+        pass
+
+    async def send_dead(key: Any, letter: Any) -> None:
+        dead.append(letter)
+
+    proc = Processor({}, Policy(), send_alert, send_dead, KINDS, wall=lambda: 1.7e9)
+
+    def purchase(cid: str, day: int) -> bytes:
+        return orjson.dumps({"event_id": f"{cid}-{day}", "customer_id": cid,
+                             "ts": f"2025-03-{day:02d}T10:00:00Z", "amount": 5})
+
+    async def go() -> None:
+        await proc.handle("purchases", 0, 0, b"c1", purchase("c1", 20))
+        await proc.handle("purchases", 0, 1, b"c2", purchase("c2", 15))  # 5 days late: fine
+        await proc.handle("purchases", 0, 2, b"c3", purchase("c3", 2))  # 18 days: too late
+
+    asyncio.run(go())
+    assert proc.stats.events["purchases"] == 2
+    assert [d.offset for d in dead] == [2] and "too late" in dead[0].reason
