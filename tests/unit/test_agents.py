@@ -32,6 +32,8 @@ async def sent() -> AsyncIterator[dict[str, list[Any]]]:
         out["dead"].append(letter)
 
     processor.send_alert, processor.send_dead_letter = alert, dead
+    processor.clocks.clear()  # each test tells its own story in event time
+    processor.due.clear()
     yield out
     processor.send_alert, processor.send_dead_letter = saved
 
