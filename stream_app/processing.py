@@ -59,10 +59,10 @@ def dead_letter(topic: str, partition: int, offset: int, key: bytes | None,
 
 @dataclass
 class Stats:
+    """Per-processor counts (the Prometheus metrics are process-wide)."""
+
     events: Counter[str] = field(default_factory=Counter)
-    dead_letters: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
-    alerts: Counter[str] = field(default_factory=Counter)
 
 
 class Processor:
@@ -177,7 +177,6 @@ class Processor:
 
     async def _reject(self, topic: str, partition: int, offset: int, key: bytes | None,
                       value: bytes | None, reason: str) -> None:
-        self.stats.dead_letters[reason.split(":")[0][:60]] += 1
         metrics.DEAD_LETTERS.labels(topic, metrics.reason_kind(reason)).inc()
         log.warning("dead-lettered", extra={"fields": {
             "topic": topic, "partition": partition, "offset": offset, "reason": reason}})
@@ -221,7 +220,6 @@ class Processor:
             await self.send_alert(alert)
             self.recent_alerts.append(alert)
             for s in alert.signals:
-                self.stats.alerts[s.code] += 1
                 metrics.ALERTS.labels(s.code, alert.severity, alert.route).inc()
             metrics.EVENT_TO_ALERT.observe(max(0.0, now - state.last_ts))
             if self.ingested is not None:

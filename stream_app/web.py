@@ -13,6 +13,7 @@ import re
 import time
 from typing import Any, cast
 
+import orjson
 from faust import web
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.tables.manager import TableManager
@@ -86,8 +87,6 @@ async def alerts(view: web.View, request: web.Request) -> web.Response:
     except ValueError:
         return _error(view, 400, "limit must be a whole number")
     chosen = [a for a in processor.recent_alerts if float(parse_ts(a.ts)) >= since]
-    page: list[Any] = [a.asdict() for a in chosen[:limit]]
-    for item in page:
-        item["signals"] = [s.asdict() if hasattr(s, "asdict") else s for s in item["signals"]]
-        item["actions"] = [x.asdict() if hasattr(x, "asdict") else x for x in item["actions"]]
+    # Exactly as published on the alerts topic (the churn-alerts schema).
+    page: list[Any] = [orjson.loads(a.dumps()) for a in chosen[:limit]]
     return view.json({"alerts": page, "more": len(chosen) > limit, "as_of": iso(time.time())})
