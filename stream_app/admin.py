@@ -13,7 +13,7 @@ import time
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from .settings import Settings
+from .settings import Settings, kafka_client_options
 
 
 def topic_names(s: Settings) -> list[str]:
@@ -24,13 +24,13 @@ def admin_client(s: Settings, timeout: float = 30.0) -> KafkaAdminClient:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return KafkaAdminClient(bootstrap_servers=s.bootstrap_servers,
-                                    client_id=f"{s.app_id}-admin")
+            return KafkaAdminClient(**kafka_client_options(s), client_id=f"{s.app_id}-admin")
         except KafkaError as exc:
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"cannot reach the broker at {s.broker_url} ({exc}); "
-                    "check CHURNWATCH_BROKER_URL"
+                    "check CHURNWATCH_BROKER_URL and, for a secured cluster, "
+                    "CHURNWATCH_SECURITY_PROTOCOL and CHURNWATCH_SASL_*/CHURNWATCH_SSL_*"
                 ) from exc
             time.sleep(0.5)
 

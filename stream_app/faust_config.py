@@ -8,8 +8,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import faust
+from faust.types.auth import CredentialsT
+from yarl import URL
+
 from . import transport
-from .settings import Settings
+from .settings import Settings, ssl_context
+
+
+def broker_credentials(s: Settings) -> CredentialsT | None:
+    """Faust's form of the broker security settings (None: plain text).
+
+    Faust's aiokafka driver turns these into the consumer's, producer's and
+    topic creator's ``security_protocol``/``sasl_*``/``ssl_context``
+    arguments, so the worker connects exactly like :func:`kafka_client_options`.
+    """
+    if s.uses_sasl:
+        return faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password,
+                                     mechanism=s.sasl_mechanism, ssl_context=ssl_context(s))
+    context = ssl_context(s)
+    return faust.SSLCredentials(context) if context is not None else None
 
 
 def app_options(s: Settings) -> dict[str, Any]:
@@ -24,8 +42,14 @@ def app_options(s: Settings) -> dict[str, Any]:
         # idempotent state updates and deterministic alert ids instead.
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
-        web_host=s.web_host,
+        # Faust listens on ``web_bind`` and announces ``canonical_url`` to the
+        # other workers, which route table look-ups to it; ``web_host`` only
+        # feeds the announced URL.
+        web_bind=s.web_host,
+        web_host=URL(s.canonical_url).host,
         web_port=s.web_port,
+        canonical_url=s.canonical_url,
+        broker_credentials=broker_credentials(s),
         web_in_thread=False,
         autodiscover=False,
         origin="stream_app",

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+import socket
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,10 @@ STATE_TABLE = "customer_to_state"
 PROFILES = ("local", "kafka")
 STORES = ("memory://", "rocksdb://")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: Listening on every interface says nothing about how peers reach us.
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
@@ -55,7 +61,15 @@ class Settings:
     topic_alerts: str = "churn-alerts"
     topic_dead_letters: str = "dead-letters"
     web_port: int = 6066
+    #: The interface the web server listens on (``0.0.0.0`` in a container).
     web_host: str = "127.0.0.1"
+    #: How the other workers reach this one's web server.  Faust routes a
+    #: ``/customers/{id}`` request to the worker owning the customer's
+    #: partition by this URL, so it must be unique per worker and resolvable
+    #: by its peers (in a StatefulSet: the pod's name under the headless
+    #: service).  Empty: ``http://WEB_HOST:WEB_PORT``, or the machine's host
+    #: name when listening on every interface.
+    web_canonical_url: str = ""
     #: Wall-clock seconds between idle-clock ticks: how soon silence is
     #: noticed when no events arrive at all.
     tick_seconds: float = 5.0
@@ -67,7 +81,19 @@ class Settings:
     log_format: str = "json"
     policy_file: str = ""
     #: When set, the look-up API needs ``Authorization: Bearer <token>``.
-    api_token: str = ""
+    api_token: str = field(default="", repr=False)
+    #: How clients talk to the brokers: managed services (Confluent Cloud,
+    #: MSK, Aiven) want ``SASL_SSL`` or ``SSL``.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    #: CA bundle that signed the brokers' certificates; empty: the system's.
+    ssl_cafile: str = ""
+    #: Client certificate and key, for brokers that authenticate clients by TLS.
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_key_password: str = field(default="", repr=False)
 
     @property
     def input_topics(self) -> tuple[str, str, str, str]:
@@ -97,6 +123,22 @@ class Settings:
         return ",".join(
             part.split("://", 1)[-1] for part in self.broker_url.split(";") if part
         )
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol.endswith("SSL")
+
+    @property
+    def canonical_url(self) -> str:
+        """The URL this worker announces to its peers for table routing."""
+        if self.web_canonical_url:
+            return self.web_canonical_url.rstrip("/")
+        host = self.web_host if self.web_host not in _WILDCARD_HOSTS else socket.gethostname()
+        return f"http://{host}:{self.web_port}"
 
     def policy(self) -> Policy:
         return load_policy(self.policy_file or None)
@@ -194,4 +236,90 @@ def validate(s: Settings) -> Settings:
         raise bad("log_format", "expected json or text")
     if s.policy_file and not Path(s.policy_file).is_file():
         raise bad("policy_file", "no such file")
+    if s.web_canonical_url and not re.fullmatch(
+            r"http://[A-Za-z0-9._-]+(:\d{1,5})?/?", s.web_canonical_url):
+        raise bad("web_canonical_url", "expected http://HOST:PORT, reachable by the other workers")
+    _validate_security(s, bad)
     return s
+
+
+def _validate_security(s: Settings, bad: Callable[[str, str], ConfigError]) -> None:
+    """Broker security settings, checked so a typo fails here, not as a broker timeout.
+
+    Credentials set for a protocol that would ignore them are an error: they
+    signal a misconfiguration that would otherwise send traffic in the clear.
+    No message quotes a password.
+    """
+    protocol = env_name("security_protocol") + "=" + s.security_protocol
+    if s.security_protocol not in SECURITY_PROTOCOLS:
+        raise bad("security_protocol", f"expected one of {', '.join(SECURITY_PROTOCOLS)}")
+    if s.sasl_mechanism not in SASL_MECHANISMS:
+        raise bad("sasl_mechanism", f"expected one of {', '.join(SASL_MECHANISMS)}")
+    if s.uses_sasl:
+        for name in ("sasl_username", "sasl_password"):
+            if not getattr(s, name):
+                raise ConfigError(f"{env_name(name)} is required with {protocol}")
+    else:
+        for name in ("sasl_username", "sasl_password"):
+            if getattr(s, name):
+                raise ConfigError(f"{env_name(name)} is set but {protocol} does not use "
+                                  "SASL; use SASL_SSL (or SASL_PLAINTEXT)")
+    files = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    if not s.uses_ssl:
+        for name in (*files, "ssl_key_password"):
+            if getattr(s, name):
+                raise ConfigError(f"{env_name(name)} is set but {protocol} does not use "
+                                  "TLS; use SSL or SASL_SSL")
+        return
+    for name in files:
+        if getattr(s, name) and not Path(getattr(s, name)).is_file():
+            raise bad(name, "no such file")
+    if s.ssl_keyfile and not s.ssl_certfile:
+        raise ConfigError(f"{env_name('ssl_keyfile')} needs {env_name('ssl_certfile')} "
+                          "(the client certificate it belongs to)")
+    ssl_context(s)  # an unreadable CA or key fails now, naming the file's variable
+
+
+def ssl_context(s: Settings) -> ssl.SSLContext | None:
+    """The one TLS context every client (Faust, kafka-python, aiokafka) uses.
+
+    Built from ``create_default_context`` so certificates and host names are
+    verified against the CA bundle, as managed Kafka services expect.
+    """
+    if not s.uses_ssl:
+        return None
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=s.ssl_cafile or None)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"{env_name('ssl_cafile')}={s.ssl_cafile!r}: not a readable PEM "
+                          f"CA bundle ({exc.__class__.__name__})") from None
+    if s.ssl_certfile:
+        password = s.ssl_key_password
+        try:
+            # A callable, so an encrypted key never opens an interactive prompt.
+            ctx.load_cert_chain(s.ssl_certfile, s.ssl_keyfile or None,
+                                password=lambda: password)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"{env_name('ssl_certfile')}={s.ssl_certfile!r}, {env_name('ssl_keyfile')}="
+                f"{s.ssl_keyfile!r}: cannot load the client certificate and key "
+                f"({exc.__class__.__name__}; is {env_name('ssl_key_password')} right?)"
+            ) from None
+    return ctx
+
+
+def kafka_client_options(s: Settings) -> dict[str, Any]:
+    """Connection keyword arguments for kafka-python and aiokafka clients.
+
+    Both libraries take the same names, so every tool that builds its own
+    client (topic admin, ``explain``, the demo, benchmarks) connects exactly
+    as the worker does: ``KafkaConsumer(**kafka_client_options(s), ...)``.
+    """
+    options: dict[str, Any] = {"bootstrap_servers": s.bootstrap_servers,
+                               "security_protocol": s.security_protocol}
+    if s.uses_ssl:
+        options["ssl_context"] = ssl_context(s)
+    if s.uses_sasl:
+        options.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
+                       sasl_plain_password=s.sasl_password)
+    return options

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+import socket
+import ssl
 from pathlib import Path
 
 import pytest
+import trustme
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from stream_app.cli import main
+from stream_app.faust_config import app_options, broker_credentials
 from stream_app.policy import Policy, PolicyError, load_policy, policy_toml
-from stream_app.settings import ConfigError, from_env
+from stream_app.settings import ConfigError, from_env, kafka_client_options
 
 GOOD = {"CHURNWATCH_STORE": "memory://"}
 
@@ -75,3 +84,137 @@ def test_cli_reports_a_bad_setting_and_exits_2(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("CHURNWATCH_PARTITIONS", "many")
     assert main(["topics"]) == 2
     assert "CHURNWATCH_PARTITIONS='many'" in capsys.readouterr().err
+
+
+# --- broker security (managed Kafka) and the web URL peers route to -----------
+
+SECRET = "s3cr3t-pa55word"
+SASL = {**GOOD, "CHURNWATCH_SECURITY_PROTOCOL": "SASL_SSL",
+        "CHURNWATCH_SASL_MECHANISM": "SCRAM-SHA-512",
+        "CHURNWATCH_SASL_USERNAME": "churnwatch", "CHURNWATCH_SASL_PASSWORD": SECRET}
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A CA, and a client certificate and key it signed, as PEM files."""
+    d = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    client = ca.issue_cert("churnwatch.example")
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    client.cert_chain_pems[0].write_to_path(str(d / "client.pem"))
+    client.private_key_pem.write_to_path(str(d / "client.key"))
+    (d / "garbage.pem").write_text("not a certificate\n")
+    return {name: str(d / f"{name}") for name in
+            ("ca.pem", "client.pem", "client.key", "garbage.pem")}
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"CHURNWATCH_SECURITY_PROTOCOL": "TLS"}, "CHURNWATCH_SECURITY_PROTOCOL='TLS'"),
+    ({**SASL, "CHURNWATCH_SASL_MECHANISM": "GSSAPI"}, "CHURNWATCH_SASL_MECHANISM"),
+    ({**SASL, "CHURNWATCH_SASL_USERNAME": ""}, "CHURNWATCH_SASL_USERNAME is required"),
+    ({**SASL, "CHURNWATCH_SASL_PASSWORD": ""}, "CHURNWATCH_SASL_PASSWORD is required"),
+    ({"CHURNWATCH_SASL_USERNAME": "u"}, "CHURNWATCH_SASL_USERNAME is set but "
+     "CHURNWATCH_SECURITY_PROTOCOL=PLAINTEXT"),
+    ({"CHURNWATCH_SSL_CAFILE": "/etc/hostname"}, "CHURNWATCH_SSL_CAFILE is set but"),
+    ({**SASL, "CHURNWATCH_SSL_CAFILE": "/nonexistent/ca.pem"}, "CHURNWATCH_SSL_CAFILE"),
+    ({"CHURNWATCH_SECURITY_PROTOCOL": "SSL", "CHURNWATCH_SSL_KEYFILE": "/nonexistent.key"},
+     "CHURNWATCH_SSL_KEYFILE"),
+    ({"CHURNWATCH_WEB_CANONICAL_URL": "worker-0:6066"}, "CHURNWATCH_WEB_CANONICAL_URL"),
+])
+def test_bad_security_settings_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        from_env({**GOOD, **env})
+
+
+def test_unreadable_ca_and_key_fail_at_start_up(tls: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match=r"CHURNWATCH_SSL_CAFILE=.*not a readable PEM"):
+        from_env({**SASL, "CHURNWATCH_SSL_CAFILE": tls["garbage.pem"]})
+    with pytest.raises(ConfigError, match="CHURNWATCH_SSL_KEYFILE needs CHURNWATCH_SSL_CERTFILE"):
+        from_env({**SASL, "CHURNWATCH_SSL_KEYFILE": tls["client.key"]})
+    with pytest.raises(ConfigError, match="cannot load the client certificate") as err:
+        from_env({**SASL, "CHURNWATCH_SSL_CERTFILE": tls["client.pem"],
+                  "CHURNWATCH_SSL_KEYFILE": tls["garbage.pem"],
+                  "CHURNWATCH_SSL_KEY_PASSWORD": SECRET})
+    assert SECRET not in str(err.value)
+
+
+def test_secrets_stay_out_of_messages_and_repr() -> None:
+    with pytest.raises(ConfigError) as err:
+        from_env({**SASL, "CHURNWATCH_SASL_USERNAME": ""})
+    assert SECRET not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        from_env({**GOOD, "CHURNWATCH_SASL_PASSWORD": SECRET})
+    assert SECRET not in str(err.value)
+    s = from_env({**SASL, "CHURNWATCH_API_TOKEN": "tok-" + SECRET})
+    assert SECRET not in repr(s) and SECRET not in repr(broker_credentials(s))
+
+
+def test_plaintext_options_are_just_the_brokers() -> None:
+    s = from_env({**GOOD, "CHURNWATCH_BROKER_URL": "kafka://k1:9092;kafka://k2:9092"})
+    assert kafka_client_options(s) == {"bootstrap_servers": "k1:9092,k2:9092",
+                                       "security_protocol": "PLAINTEXT"}
+    assert app_options(s)["broker_credentials"] is None
+
+
+def test_sasl_ssl_reaches_worker_and_tools_alike(tls: dict[str, str]) -> None:
+    s = from_env({**SASL, "CHURNWATCH_SSL_CAFILE": tls["ca.pem"]})
+    opts = kafka_client_options(s)
+    assert opts["security_protocol"] == "SASL_SSL"
+    assert opts["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (opts["sasl_plain_username"], opts["sasl_plain_password"]) == ("churnwatch", SECRET)
+    ctx = opts["ssl_context"]
+    assert isinstance(ctx, ssl.SSLContext)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert len(ctx.get_ca_certs()) == 1  # our CA only, not the system bundle
+    # Faust's driver turns the credentials into the same aiokafka arguments.
+    worker = credentials_to_aiokafka_auth(app_options(s)["broker_credentials"])
+    assert {k: v for k, v in worker.items() if k != "ssl_context"} == {
+        k: v for k, v in opts.items() if k not in ("ssl_context", "bootstrap_servers")}
+    assert worker["ssl_context"].get_ca_certs() == ctx.get_ca_certs()
+
+
+def test_sasl_plaintext_has_no_tls() -> None:
+    s = from_env({**SASL, "CHURNWATCH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                  "CHURNWATCH_SASL_MECHANISM": "PLAIN"})
+    assert "ssl_context" not in kafka_client_options(s)
+    auth = credentials_to_aiokafka_auth(app_options(s)["broker_credentials"])
+    assert auth["security_protocol"] == "SASL_PLAINTEXT" and auth["ssl_context"] is None
+
+
+def test_mutual_tls(tls: dict[str, str]) -> None:
+    s = from_env({**GOOD, "CHURNWATCH_SECURITY_PROTOCOL": "SSL",
+                  "CHURNWATCH_SSL_CAFILE": tls["ca.pem"],
+                  "CHURNWATCH_SSL_CERTFILE": tls["client.pem"],
+                  "CHURNWATCH_SSL_KEYFILE": tls["client.key"]})
+    opts = kafka_client_options(s)
+    assert set(opts) == {"bootstrap_servers", "security_protocol", "ssl_context"}
+    auth = credentials_to_aiokafka_auth(app_options(s)["broker_credentials"])
+    assert auth["security_protocol"] == "SSL"
+
+
+def test_client_options_are_known_to_every_client_library() -> None:
+    s = from_env(SASL)
+    names = set(kafka_client_options(s))
+    for config in (KafkaConsumer.DEFAULT_CONFIG, KafkaProducer.DEFAULT_CONFIG,
+                   KafkaAdminClient.DEFAULT_CONFIG):
+        assert names <= set(config), names - set(config)
+    for cls in (AIOKafkaConsumer, AIOKafkaProducer):
+        assert names <= set(inspect.signature(cls).parameters)
+
+
+@pytest.mark.parametrize("env, url", [
+    ({}, "http://127.0.0.1:6066"),
+    ({"CHURNWATCH_WEB_HOST": "0.0.0.0"}, f"http://{socket.gethostname()}:6066"),
+    ({"CHURNWATCH_WEB_HOST": "0.0.0.0", "CHURNWATCH_WEB_PORT": "7000",
+      "CHURNWATCH_WEB_CANONICAL_URL": "http://churnwatch-2.churnwatch-workers:7000/"},
+     "http://churnwatch-2.churnwatch-workers:7000"),
+])
+def test_workers_listen_on_web_host_and_announce_canonical_url(env: dict[str, str],
+                                                               url: str) -> None:
+    s = from_env({**GOOD, **env})
+    opts = app_options(s)
+    assert opts["web_bind"] == s.web_host
+    assert opts["canonical_url"] == url
+    # Faust builds its own canonical URL from web_host and web_port when the
+    # worker command overrides them; keep them consistent with ours.
+    assert f"http://{opts['web_host']}:{opts['web_port']}" == url
