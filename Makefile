@@ -4,13 +4,17 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test clean
+.PHONY: demo test bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/churnwatch demo
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
+
+# The benchmark suite (figures, not tests): make bench BENCH_ARGS="--quick"
+bench: $(STAMP)
+	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -1,0 +1,285 @@
+"""Ingest-to-alert latency at a steady input rate, beside a raw round trip.
+
+For each rate, on a fresh broker:
+
+1. ceiling: the population's events are produced at the steady rate to a
+   plain topic and read back by an aiokafka consumer with the worker's fetch
+   settings; latency = read time - the message's CreateTime;
+2. one worker (RocksDB store, all signals) is started and, once ready, the
+   synthetic stream is produced at the same steady rate (a paced producer
+   stamping each message's CreateTime) while an observer reads the alerts
+   topic.
+
+An alert is matched to the input event that triggered it: the customer's
+event whose event time is the alert's event time (the processor judges an
+event at its own time).  Alerts from the silence sweep (OVERDUE, NEGLECTED
+found by the timer) have no triggering event and are counted, not timed.
+Figures: ingest (input CreateTime) to the alert's own broker timestamp (the
+alert on the topic), and to an observer reading it; p50, p99, max.  The
+worker's own ``churnwatch_ingest_to_alert_seconds`` histogram is reported as
+a cross-check.  The population is sized so the steady input lasts
+``--latency-seconds``; drift and departures (most alerts) come in the last
+40% of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from kafka.admin import NewTopic
+
+from stream_app.admin import admin_client
+from stream_app.demo import committed_total
+from stream_app.settings import Settings
+from stream_app.synthetic import Population, generate
+
+from .common import (
+    Bench,
+    Figure,
+    check_alive,
+    http_get,
+    log,
+    metric_sum,
+    new_producer,
+    percentile,
+    setup_topics,
+    topic_of,
+    wait_ready,
+    worker,
+)
+
+NAME = "latency"
+#: Events per customer of the synthetic population over 540 days (measured).
+EVENTS_PER_CUSTOMER = 52.5
+TARGET_P99_MS = 250.0
+TARGET_RATE = 2000
+ECHO_TOPIC = "latency-echo"
+#: The ceiling's steady input lasts at most this long.
+CEILING_SECONDS = 15.0
+
+
+@dataclass
+class Paced:
+    sent_ms: list[int] = field(default_factory=list)
+    ends: dict[tuple[str, int], int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+async def paced_produce(s: Settings, items: list[tuple[str, bytes, bytes]],
+                        rate: float) -> Paced:
+    """Send ``items`` (topic, key, value) at a steady ``rate``, stamping CreateTime."""
+    producer = new_producer(s, linger_ms=2)
+    await producer.start()
+    out = Paced(sent_ms=[0] * len(items))
+    futures = []
+    try:
+        start = time.monotonic()
+        i, n = 0, len(items)
+        while i < n:
+            due = min(n, int((time.monotonic() - start) * rate) + 1)
+            while i < due:
+                topic, key, value = items[i]
+                ts_ms = int(time.time() * 1000)
+                futures.append(await producer.send(topic, value, key=key, timestamp_ms=ts_ms))
+                out.sent_ms[i] = ts_ms
+                i += 1
+            await asyncio.sleep(0.002)
+        out.seconds = time.monotonic() - start
+        for fut in futures:
+            md = await fut
+            key2 = (md.topic, md.partition)
+            out.ends[key2] = max(out.ends.get(key2, 0), md.offset + 1)
+    finally:
+        await producer.stop()
+    return out
+
+
+@dataclass
+class Observed:
+    #: (wall ms when read, the record's broker timestamp, its value)
+    records: list[tuple[int, int, bytes]] = field(default_factory=list)
+
+
+async def observe(s: Settings, topic: str, into: Observed, stop: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=s.bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                group_id=None, fetch_max_wait_ms=s.fetch_max_wait_ms)
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=50)
+            now_ms = int(time.time() * 1000)
+            for records in batches.values():
+                for r in records:
+                    into.records.append((now_ms, r.timestamp, r.value))
+    finally:
+        await consumer.stop()
+
+
+def stats_ms(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {"p50": percentile(values, 50), "p99": percentile(values, 99),
+            "max": max(values), "n": len(values)}
+
+
+async def ceiling(s: Settings, pop: Population, rate: float) -> dict[str, float]:
+    n = min(len(pop.events), int(rate * CEILING_SECONDS))
+    items = [(ECHO_TOPIC, e.customer_id.encode(), orjson.dumps(e.value))
+             for e in pop.events[:n]]
+    got, stop = Observed(), asyncio.Event()
+    reader = asyncio.create_task(observe(s, ECHO_TOPIC, got, stop))
+    await asyncio.sleep(1.0)  # the observer is up and polling
+    await paced_produce(s, items, rate)
+    deadline = time.monotonic() + 30
+    while len(got.records) < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await reader
+    return stats_ms([float(seen - ts) for seen, ts, _ in got.records])
+
+
+def _epoch(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+
+async def with_worker(s: Settings, pop: Population, rate: float, proc: Any
+                      ) -> tuple[Paced, Observed, int]:
+    items = [(topic_of(s, e.topic), e.customer_id.encode(), orjson.dumps(e.value))
+             for e in pop.events]
+    got, stop = Observed(), asyncio.Event()
+    reader = asyncio.create_task(observe(s, s.topic_alerts, got, stop))
+    try:
+        await asyncio.sleep(1.0)
+        paced = await paced_produce(s, items, rate)
+        backlog_at_end = sum(paced.ends.values()) - await asyncio.to_thread(
+            committed_total, s, paced.ends)
+        expected = sum(paced.ends.values())
+        deadline = time.monotonic() + max(60.0, paced.seconds)
+        done = 0
+        while time.monotonic() < deadline:
+            check_alive(proc)
+            done = await asyncio.to_thread(committed_total, s, paced.ends)
+            if done >= expected:
+                break
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(2.0)  # alerts are acknowledged before offsets are committed
+        if done < expected:
+            log(f"{NAME}: the worker had committed {done:,}/{expected:,} when we stopped")
+    finally:
+        stop.set()
+        await reader
+    return paced, got, backlog_at_end
+
+
+def histogram_quantile(port: int, name: str, q: float) -> float | None:
+    """Upper bound (s) of the bucket holding quantile q of a Prometheus histogram."""
+    status, body = http_get(port, "/metrics", timeout=10.0)
+    if status != 200:
+        return None
+    buckets: dict[float, float] = {}
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith(name + "_bucket{"):
+            with contextlib.suppress(ValueError, IndexError):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                bound = math.inf if le == "+Inf" else float(le)
+                buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    if not buckets or not buckets.get(math.inf):
+        return None
+    total = buckets[math.inf]
+    for bound in sorted(buckets):
+        if buckets[bound] >= q * total:
+            return bound
+    return None
+
+
+def measure(args: argparse.Namespace, rate: int) -> list[Figure]:
+    customers = max(50, math.ceil(rate * args.latency_seconds / EVENTS_PER_CUSTOMER))
+    pop = generate(customers=customers, days=args.days, seed=args.seed)
+    params: dict[str, Any] = {"rate": rate, "customers": customers, "events": len(pop.events),
+                              "store": "rocksdb://"}
+    log(f"{NAME}: {rate:,}/s: {len(pop.events):,} events of {customers:,} customers "
+        f"(~{len(pop.events) / rate:.0f} s of input)")
+    when: dict[tuple[str, int], int] = {}
+    with Bench(f"{NAME}-{rate}", keep=args.keep) as bench:
+        s = bench.settings(f"churnwatch-bench-latency-{rate}")
+        setup_topics(s)
+        admin = admin_client(s)
+        try:
+            admin.create_topics([NewTopic(ECHO_TOPIC, s.partitions, 1)])
+        finally:
+            admin.close()
+        raw = asyncio.run(ceiling(s, pop, rate))
+        log(f"{NAME}: {rate:,}/s raw round trip p50 {raw.get('p50', 0):.0f} ms, "
+            f"p99 {raw.get('p99', 0):.0f} ms; starting the worker")
+        with worker(s, bench.log_path("worker")) as proc:
+            wait_ready(s, proc, timeout=120)
+            paced, got, backlog = asyncio.run(with_worker(s, pop, rate, proc))
+            hist_p50 = histogram_quantile(s.web_port, "churnwatch_ingest_to_alert_seconds", 0.5)
+            hist_p99 = histogram_quantile(s.web_port, "churnwatch_ingest_to_alert_seconds",
+                                          0.99)
+            applied = metric_sum(s.web_port, "churnwatch_events_total")
+    for e, sent in zip(pop.events, paced.sent_ms, strict=True):
+        when[(e.customer_id, _epoch(e.value["ts"]))] = sent
+    on_topic: list[float] = []
+    to_reader: list[float] = []
+    unmatched = 0
+    for seen_ms, alert_ms, raw_value in got.records:
+        a = orjson.loads(raw_value)
+        sent = when.get((a["customer_id"], _epoch(a["ts"])))
+        if sent is None:
+            unmatched += 1
+            continue
+        on_topic.append(float(alert_ms - sent))
+        to_reader.append(float(seen_ms - sent))
+    achieved = len(pop.events) / paced.seconds if paced.seconds else 0.0
+    worker_stats, reader_stats = stats_ms(on_topic), stats_ms(to_reader)
+    params.update({"achieved_rate": round(achieved, 1), "alerts": len(got.records),
+                   "alerts_timed": len(on_topic), "alerts_from_silence_sweep": unmatched,
+                   "backlog_when_input_ended": backlog, "events_applied_metric": applied,
+                   "worker_histogram_p50_le_s": hist_p50, "worker_histogram_p99_le_s": hist_p99})
+    kept_up = backlog <= rate  # at most a second behind when the input stopped
+    note = "" if kept_up else f"fell behind: {backlog:,} events waiting when input ended"
+    figures: list[Figure] = []
+    for q in ("p50", "p99", "max"):
+        if q in raw:
+            figures.append(Figure(NAME, f"raw_round_trip_{q}_at_{rate}", raw[q], "ms",
+                                  params={**params, "n": raw["n"]},
+                                  label=f"raw produce->consume round trip {q} at {rate:,}/s "
+                                        "(ceiling)"))
+    for q in ("p50", "p99", "max"):
+        if q not in worker_stats:
+            continue
+        target = None
+        meets = None
+        if q == "p99" and rate == TARGET_RATE:
+            target, meets = f"< {TARGET_P99_MS:.0f} ms at {TARGET_RATE:,}/s", \
+                worker_stats[q] < TARGET_P99_MS
+        figures.append(Figure(NAME, f"ingest_to_alert_{q}_at_{rate}", worker_stats[q], "ms",
+                              params=params, target=target, meets_target=meets, note=note,
+                              label=f"ingest -> alert on the topic {q} at {rate:,}/s"))
+    for q in ("p50", "p99"):
+        if q in reader_stats:
+            figures.append(Figure(NAME, f"ingest_to_alert_read_{q}_at_{rate}", reader_stats[q],
+                                  "ms", params=params, note=note,
+                                  label=f"ingest -> alert read by a consumer {q} at {rate:,}/s"))
+    if not worker_stats:
+        figures.append(Figure(NAME, f"alerts_timed_at_{rate}", 0, "alerts", params=params,
+                              note="no alert could be timed"))
+    return figures
+
+
+def run(args: argparse.Namespace) -> list[Figure]:
+    figures: list[Figure] = []
+    for rate in args.rate_list:
+        figures.extend(measure(args, rate))
+    return figures
