@@ -7,11 +7,17 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from kafka.errors import KafkaError
 
 from .policy import PolicyError, load_policy, policy_toml
 from .settings import ConfigError, from_env
+
+if TYPE_CHECKING:
+    from .demo import Progress
+    from .mapping import Loaded
+    from .settings import Settings
 
 DESCRIPTION = """\
 Real-time churn signals from customer event streams.
@@ -29,6 +35,8 @@ examples:
   CHURNWATCH_BROKER_URL=kafka://k1:9092 churnwatch worker
   churnwatch explain C000123             why is this customer at risk?
   churnwatch policy check policy.toml
+  churnwatch replay --purchases sales.csv --map customer_id=cust,ts=date,amount=spend
+  churnwatch evaluate --dataset cdnow    would it have caught the customers we lost?
 """
 
 
@@ -77,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     chk = polsub.add_parser("check", help="validate a policy file and print the result")
     chk.add_argument("file")
     polsub.add_parser("defaults", help="print the default policy as a TOML file to start from")
+    _add_history_commands(sub)
     return p
 
 
@@ -146,6 +155,8 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         print(describe(state, settings.policy(), at))
         return 0
+    if args.command in ("replay", "evaluate"):
+        return _run_history(args, settings)
     if args.command == "topics":
         from .admin import create_topics
 
@@ -153,3 +164,237 @@ def _run(args: argparse.Namespace) -> int:
         print("created: " + (", ".join(created) if created else "nothing (all exist)"))
         return 0
     raise AssertionError(args.command)
+
+
+# -- replay and evaluate: historical data through the pipeline -------------
+
+HISTORY_INPUTS = """\
+inputs: CSV (comma, tab, semicolon or pipe; detected from the header line),
+whitespace-separated text, or JSON Lines (.jsonl/.ndjson/.json), one file per
+topic, each with a header naming its columns.  Columns named like our schema
+fields (schemas/*.json) need no mapping; others are mapped with --map.  A
+missing event_id is derived from file name and line number (FILE:LINE), so a
+second replay sends the same ids.  Every mapped row is validated with the
+worker's own rules; rows that fail are listed as FILE:LINE with the reason and
+are not sent.  Files are read into memory, sorted by event time if they are
+not (the report says so), and merged in event-time order.
+"""
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=("cdnow", "synthetic"),
+                   help="a ready-made data set instead of files: cdnow (the CDNOW "
+                   "transaction log, needs churnwatch[eval]) or synthetic (the demo's "
+                   "generated population)")
+    for kind in ("purchases", "contacts", "complaints"):
+        g.add_argument(f"--{kind}", action="append", default=[], metavar="FILE",
+                       help=f"a file of {kind} (may be repeated)")
+    g.add_argument("--map", metavar="FIELD=COLUMN,...",
+                   help="columns for our fields, e.g. customer_id=cust,ts=date,amount=spend")
+    g.add_argument("--set", metavar="FIELD=VALUE,...",
+                   help="a constant for every row, e.g. channel=store or direction=outbound")
+    g.add_argument("--date-format", metavar="FORMAT",
+                   help="strptime format of the ts column (e.g. %%Y%%m%%d or "
+                   "'%%d/%%m/%%Y %%H:%%M'), or epoch / epoch_ms; default ISO-8601")
+    g.add_argument("--tz", default="UTC",
+                   help="zone of times without an offset: UTC, +02:00 or a zone name (UTC)")
+    g.add_argument("--delimiter", choices=("comma", "tab", "semicolon", "pipe", "whitespace"),
+                   help="column separator of text files (detected from the header)")
+    g.add_argument("--sample", type=float, metavar="FRACTION",
+                   help="keep this share of customers (chosen by a hash of the id: the "
+                   "same customers every run), e.g. 0.1")
+    g.add_argument("--customers", type=int, default=2000,
+                   help="synthetic: population size (2000)")
+    g.add_argument("--days", type=int, default=540, help="synthetic: days of history (540)")
+    g.add_argument("--seed", type=int, default=7, help="synthetic: random seed (7)")
+
+
+def _add_history_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    r = sub.add_parser(
+        "replay", help="send historical events from files into the topics, in event-time order",
+        formatter_class=fmt,
+        description="Send historical purchases, contacts and complaints from files into the "
+        "topics on CHURNWATCH_BROKER_URL, in event-time order, keyed by customer id, as fast "
+        "as the broker takes them or time-compressed (--speed).  The worker judges windows "
+        "and silence by the events' own time, so the alerts are those living through the "
+        "history would have raised.\n\n" + HISTORY_INPUTS,
+        epilog="examples:\n"
+        "  churnwatch replay --purchases sales.csv --map customer_id=cust,ts=date,amount=spend "
+        "--date-format %Y%m%d\n"
+        "  churnwatch replay --purchases p.jsonl --complaints k.jsonl --speed 3600\n"
+        "  churnwatch replay --dataset cdnow --dry-run      map and validate only")
+    _add_inputs(r)
+    r.add_argument("--speed", type=float, metavar="N",
+                   help="event-time seconds per wall-clock second (3600: an hour a second); "
+                   "default as fast as possible")
+    r.add_argument("--since", metavar="DATE", help="send only events from this time on")
+    r.add_argument("--until", metavar="DATE", help="send only events up to this time "
+                   "(a date means the end of that day)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="map, validate and order the files and report; send nothing")
+
+    e = sub.add_parser(
+        "evaluate", help="would it have caught the customers we lost, and how early?",
+        formatter_class=fmt,
+        description="Replay the history before --cutoff through a broker and a worker "
+        "(the embedded broker unless --broker-url), score every customer's state at the "
+        "cutoff, collect the alerts, label each customer by the purchases after the "
+        "cutoff (none within --horizon days = churned; customers whose first purchase is "
+        "after the cutoff are left out), and report AUC, precision in the riskiest "
+        "10%%/20%%, the alerts' precision and recall (alerted = an alert in the --lookback "
+        "days before the cutoff), alerts per 1,000 customers per month and the median lead "
+        "time, beside two baselines on the same split: recency (days since the last "
+        "purchase) and frequency (fewer purchases = riskier).\n\n" + HISTORY_INPUTS,
+        epilog="examples:\n"
+        "  churnwatch evaluate --dataset cdnow               cutoff 1997-09-30, horizon 180\n"
+        "  churnwatch evaluate --dataset synthetic --customers 500 --plot precision.png\n"
+        "  churnwatch evaluate --purchases sales.csv --map customer_id=cust,ts=date,"
+        "amount=spend \\\n      --cutoff 2024-06-30 --horizon 90 --json report.json")
+    _add_inputs(e)
+    e.add_argument("--cutoff", metavar="DATE",
+                   help="judge at this time (a date means the end of that day, UTC); "
+                   "default the data set's own (cdnow 1997-09-30)")
+    e.add_argument("--horizon", type=float, metavar="DAYS",
+                   help="no purchase within this many days after the cutoff = churned "
+                   "(cdnow 180, synthetic 90)")
+    e.add_argument("--lookback", type=float, default=90.0, metavar="DAYS",
+                   help="an alert counts when raised this many days before the cutoff (90)")
+    e.add_argument("--broker-url", metavar="URL",
+                   help="use this broker (topics and group of the run's own) instead of "
+                   "starting the embedded one; a worker is started either way")
+    e.add_argument("--format", choices=("table", "json"), default="table",
+                   help="what goes to standard output (table)")
+    e.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    e.add_argument("--plot", metavar="FILE.png",
+                   help="draw precision against the share of customers contacted "
+                   "(needs churnwatch[eval])")
+
+
+def _run_history(args: argparse.Namespace, settings: Settings) -> int:
+    import tempfile
+    import zlib
+    from pathlib import Path
+
+    from . import datasets, mapping
+    from .demo import Progress
+    from .evaluate import EvaluationError, parse_cutoff
+
+    def fail(message: str, code: int = 2) -> int:
+        print(f"churnwatch {args.command}: {message}", file=sys.stderr)
+        return code
+
+    files = [(k, f) for k in mapping.KINDS for f in getattr(args, k)]
+    if bool(files) == bool(args.dataset):
+        return fail("give either --dataset or files (--purchases FILE ...), not both "
+                    "or neither")
+    try:
+        if args.dataset == "cdnow":
+            ds = datasets.cdnow()
+        elif args.dataset == "synthetic":
+            folder = Path(tempfile.mkdtemp(prefix="churnwatch-synthetic-"))
+            ds = datasets.synthetic(folder, args.customers, args.days, args.seed)
+        else:
+            ds = datasets.Dataset("files", [mapping.Source(k, Path(f)) for k, f in files])
+        m = ds.mapping
+        if args.map or args.set or args.date_format or args.delimiter or args.tz != "UTC":
+            m = mapping.Mapping(
+                columns={**m.columns, **mapping.parse_pairs(args.map, "--map")},
+                constants={**m.constants, **mapping.parse_pairs(args.set, "--set")},
+                date_format=args.date_format or m.date_format,
+                tz=mapping.parse_tz(args.tz) if args.tz != "UTC" else m.tz,
+                delimiter=args.delimiter or m.delimiter)
+        keep = None
+        if args.sample is not None:
+            if not 0 < args.sample <= 1:
+                return fail(f"--sample {args.sample}: give a share between 0 and 1, e.g. 0.1")
+            limit = int(args.sample * 2**32)
+
+            def keep(cid: str) -> bool:
+                return zlib.crc32(cid.encode()) < limit
+
+        progress = Progress(sys.stderr)
+        print(f"Reading {ds.note or ', '.join(str(s.path) for s in ds.sources)}...",
+              file=sys.stderr)
+        loaded = mapping.load(ds.sources, m, keep)
+        for line in mapping.describe_reports(loaded):
+            print(line, file=sys.stderr)
+        if not loaded.events:
+            return fail("no event could be mapped; see the rows above and fix --map, "
+                        "--date-format or --tz", 1)
+        if args.command == "replay":
+            return _replay(args, settings, loaded, progress)
+        cutoff = parse_cutoff(args.cutoff) if args.cutoff else (
+            ds.cutoff.timestamp() if ds.cutoff else None)
+        horizon = args.horizon if args.horizon is not None else ds.horizon_days
+        if cutoff is None or horizon is None:
+            return fail("give --cutoff DATE and --horizon DAYS for your own files")
+        if horizon <= 0 or args.lookback <= 0:
+            return fail("--horizon and --lookback must be positive numbers of days")
+        return _evaluate(args, settings, loaded, cutoff, horizon, progress, ds.name)
+    except (mapping.MappingError, EvaluationError) as exc:
+        return fail(str(exc), 1 if isinstance(exc, EvaluationError) else 2)
+    except ValueError as exc:
+        return fail(f"{exc}; dates look like 2025-06-30 or 2025-06-30T12:00:00+02:00")
+
+
+def _replay(args: argparse.Namespace, settings: Settings, loaded: Loaded,
+            progress: Progress) -> int:
+    from .evaluate import parse_cutoff
+    from .replay import send
+
+    events = loaded.events
+    if args.since:
+        since = parse_cutoff(args.since, end_of_day=False)
+        events = [e for e in events if e.ts >= since]
+    if args.until:
+        until = parse_cutoff(args.until)
+        events = [e for e in events if e.ts <= until]
+    if not events:
+        print("churnwatch replay: no events in the chosen time range", file=sys.stderr)
+        return 1
+    first = time.strftime("%Y-%m-%d", time.gmtime(events[0].ts))
+    last = time.strftime("%Y-%m-%d", time.gmtime(events[-1].ts))
+    if args.dry_run:
+        print(f"dry run: {len(events):,} events from {first} to {last} would be sent; "
+              "nothing was sent")
+        return 0
+    if args.speed is not None and args.speed <= 0:
+        print("churnwatch replay: --speed must be positive (3600 = an hour a second)",
+              file=sys.stderr)
+        return 2
+    from .admin import create_topics
+
+    create_topics(settings)
+    sent = send(settings, events, len(events), progress, args.speed)
+    progress.clear()
+    print(f"sent {sent.events:,} events ({first} to {last}) to {settings.broker_url} in "
+          f"{sent.seconds:.1f} s ({sent.events / max(sent.seconds, 1e-6):,.0f}/s)")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, settings: Settings, loaded: Loaded,
+              cutoff: float, horizon: float, progress: Progress, name: str) -> int:
+    from pathlib import Path
+
+    import orjson
+
+    from .evaluate import plot, run, table
+
+    report = run(settings, loaded, cutoff, horizon, args.lookback, args.broker_url,
+                 sys.stderr, progress)
+    report["dataset"] = name
+    raw = orjson.dumps(report, option=orjson.OPT_INDENT_2)
+    if args.json:
+        Path(args.json).write_bytes(raw + b"\n")
+    if args.plot:
+        plot(report, Path(args.plot), name)
+    if args.format == "json":
+        sys.stdout.write(raw.decode() + "\n")
+    else:
+        print(table(report, name))
+        for what, where in (("JSON", args.json), ("plot", args.plot)):
+            if where:
+                print(f"{what}: {where}")
+    return 0

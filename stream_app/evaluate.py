@@ -1,0 +1,322 @@
+"""``churnwatch evaluate``: would this have caught the customers we lost, and how early?
+
+Runs the real pipeline, not a re-implementation of it: the history before the
+cutoff is replayed through a broker and a worker (both started here unless a
+broker is given), the worker's own alerts are collected from the alerts
+topic, and each customer's state is read back from the state table's
+changelog and scored at the cutoff with the project's pure scoring
+functions.  What the data shows after the cutoff labels each customer; the
+figures come from :mod:`stream_app.evaluation`.
+
+On a broker that is given (``--broker-url``), the run uses topics and a
+consumer group of its own (``<run id>-purchases`` ...), so it neither reads
+nor disturbs what is already there; its own worker is started either way,
+because the figures are only honest for a worker that saw exactly this data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from kafka import KafkaConsumer, TopicPartition
+
+from .admin import create_topics
+from .alerting import evaluate_signals, iso
+from .broker import LocalBroker, free_port
+from .decoding import parse_ts
+from .demo import Collected, Progress, committed_total, consume_outputs, running_worker
+from .evaluation import DAY, Split, evaluate_split
+from .mapping import Loaded, MappedEvent
+from .replay import send
+from .scoring import risk_score
+from .settings import Settings
+from .state import CustomerState
+
+#: Give up when the worker commits nothing for this long.
+STALL_SECONDS = 120
+#: After the last commit, how long the changelog may take to show every customer.
+STATE_WAIT_SECONDS = 60
+
+
+class EvaluationError(RuntimeError):
+    """The run could not produce honest figures; the message says why and what to do."""
+
+
+def split_events(loaded: Loaded, cutoff: float, horizon_days: float
+                 ) -> tuple[list[MappedEvent], dict[str, list[float]]]:
+    """Events to replay (up to the cutoff) and every customer's purchase times.
+
+    Refuses a horizon that runs past the data: customers would be called
+    churned for purchases that were simply never recorded.
+    """
+    replay = [e for e in loaded.events if e.ts <= cutoff]
+    purchases: dict[str, list[float]] = {}
+    for e in loaded.events:
+        if e.kind == "purchases":
+            purchases.setdefault(e.customer_id, []).append(e.ts)
+    if not replay:
+        raise EvaluationError(f"no events before the cutoff {iso(cutoff)}; pick a later "
+                              "--cutoff")
+    last = max((t for ts in purchases.values() for t in ts), default=0.0)
+    end = cutoff + horizon_days * DAY
+    if last < end - DAY:
+        raise EvaluationError(
+            f"the purchases end on {iso(last)[:10]} but cutoff + horizon is {iso(end)[:10]}: "
+            "the labels would count unrecorded months as churn. Use an earlier --cutoff or "
+            "a shorter --horizon")
+    return replay, purchases
+
+
+def read_states(s: Settings, expect: dict[str, float], timeout: float,
+                progress: Progress) -> dict[str, CustomerState]:
+    """Each customer's latest state from the changelog.
+
+    ``expect`` maps customer -> event time of their last replayed event; the
+    read goes on until every such customer's state has reached it (the
+    worker commits offsets and writes the changelog separately), or timeout.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False,
+                             consumer_timeout_ms=1000, max_partition_fetch_bytes=4 << 20)
+    latest: dict[bytes, bytes] = {}
+    states: dict[str, CustomerState] = {}
+    try:
+        parts = [TopicPartition(s.state_changelog_topic, p) for p in range(s.partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        deadline = time.monotonic() + timeout
+        while True:
+            changed: set[bytes] = set()
+            for m in consumer:
+                if m.key is not None and m.value is not None:
+                    latest[m.key] = m.value
+                    changed.add(m.key)
+            for key in changed:
+                try:
+                    st = CustomerState.from_bytes(latest[key])
+                except (KeyError, TypeError, ValueError):
+                    continue  # the table's other entries (e.g. the worker's checkpoints)
+                states[st.customer_id] = st
+            behind = [c for c, ts in expect.items()
+                      if c not in states or states[c].last_ts < ts]
+            progress.show(f"  reading state: {len(states):,} customers, "
+                          f"{len(behind):,} not yet up to date",
+                          100 * (len(expect) - len(behind)) / max(1, len(expect)))
+            if not behind or time.monotonic() > deadline:
+                return states
+    finally:
+        consumer.close()
+
+
+def score_at(states: dict[str, CustomerState], cutoff: float, s: Settings
+             ) -> dict[str, float]:
+    """Risk of every customer at the cutoff, with the policy the worker ran with."""
+    policy = s.policy()
+    return {cid: risk_score(evaluate_signals(st, cutoff, policy), policy)
+            for cid, st in states.items()}
+
+
+@contextlib.contextmanager
+def _broker(base: Settings, broker_url: str | None, workdir: Path, run_id: str
+            ) -> Iterator[Settings]:
+    common: dict[str, Any] = {"app_id": run_id, "data_dir": str(workdir / "state"),
+                              "web_port": free_port()}
+    if broker_url:
+        topics = {f"topic_{k}": f"{run_id}-{getattr(base, 'topic_' + k)}" for k in
+                  ("purchases", "contacts", "complaints", "feedback", "alerts",
+                   "dead_letters")}
+        yield base.with_overrides(broker_url=broker_url, **topics, **common)
+        return
+    with LocalBroker(log_path=workdir / "broker.log") as broker:
+        yield base.with_overrides(broker_url=broker.url, broker_profile="local", **common)
+
+
+def run(base: Settings, loaded: Loaded, cutoff: float, horizon_days: float,
+        lookback_days: float, broker_url: str | None = None,
+        out: TextIO | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """The whole evaluation; returns the report as plain data (what ``--json`` writes)."""
+    started = time.monotonic()
+    log = out.write if out is not None else (lambda _text: 0)
+    progress = progress or Progress(io.StringIO())
+    replay, purchases = split_events(loaded, cutoff, horizon_days)
+    last_event: dict[str, float] = {}
+    for e in replay:
+        last_event[e.customer_id] = e.ts
+    workdir = Path(tempfile.mkdtemp(prefix="churnwatch-evaluate-"))
+    run_id = f"churnwatch-eval-{secrets.token_hex(4)}"
+    with _broker(base, broker_url, workdir, run_id) as s:
+        log(f"Broker {s.bootstrap_servers}; run {run_id}; worker log {workdir / 'worker.log'}\n")
+        create_topics(s)
+        with running_worker(s, workdir / "worker.log") as worker:
+            got, stop = Collected(), threading.Event()
+            reader = threading.Thread(target=consume_outputs,
+                                      args=(s, got, stop, lambda _a: None), daemon=True)
+            reader.start()
+            log(f"Replaying {len(replay):,} events up to {iso(cutoff)}...\n")
+            sent = send(s, replay, len(replay), progress)
+            progress.phase()
+            expected = sum(sent.offsets.values())
+            processed, advanced = 0, time.monotonic()
+            while processed < expected:
+                if worker.poll() is not None:
+                    raise EvaluationError(f"the worker stopped (exit {worker.returncode}); "
+                                          f"see {workdir / 'worker.log'}")
+                if time.monotonic() - advanced > STALL_SECONDS:
+                    raise EvaluationError(f"the worker made no progress for {STALL_SECONDS} "
+                                          f"s; see {workdir / 'worker.log'}")
+                done = min(expected, committed_total(s, sent.offsets))
+                if done > processed:
+                    processed, advanced = done, time.monotonic()
+                progress.show(f"  worker processed {processed:,}/{expected:,} events, "
+                              f"{len(got.alerts):,} alerts", 100 * processed / expected)
+                if processed < expected:
+                    time.sleep(1.0)
+            processed_at = time.monotonic()
+            progress.phase()
+            states = read_states(s, last_event, STATE_WAIT_SECONDS, progress)
+            # Alerts are acknowledged before offsets are committed: by now
+            # they are on the topic; give the reader a moment to drain it.
+            seen, quiet_since = len(got.alerts), time.monotonic()
+            while time.monotonic() - quiet_since < 2.0:
+                time.sleep(0.2)
+                if len(got.alerts) != seen:
+                    seen, quiet_since = len(got.alerts), time.monotonic()
+            stop.set()
+            reader.join(timeout=5)
+            progress.clear()
+    risk = score_at(states, cutoff, s)
+    alerts: dict[str, list[float]] = {}
+    for a in got.alerts:
+        t = parse_ts(a["ts"])
+        if isinstance(t, float):
+            alerts.setdefault(a["customer_id"], []).append(t)
+    report = evaluate_split(purchases, risk, alerts, Split(cutoff, horizon_days, lookback_days))
+    population = {c for c, ts in purchases.items() if min(ts) <= cutoff}
+    stale = sorted(c for c in population
+                   if c not in states or states[c].last_ts < last_event.get(c, 0.0))
+    replay_seconds = processed_at - started
+    report["split"] = {"cutoff": iso(cutoff), "horizon_days": horizon_days,
+                       "label_end": iso(cutoff + horizon_days * DAY),
+                       "lookback_days": lookback_days}
+    report["alerts"]["total_before_cutoff"] = sum(
+        1 for ts in alerts.values() for t in ts if t <= cutoff)
+    report["customers"]["without_state"] = len(stale)
+    report["run"] = {
+        "events_replayed": sent.events,
+        "rows_read": loaded.rows,
+        "rows_rejected": loaded.rejected,
+        "dead_letters": len(got.dead_letters),
+        "broker": broker_url or "embedded",
+        "replay_and_processing_seconds": round(replay_seconds, 1),
+        "events_per_second": round(sent.events / max(replay_seconds, 1e-6), 1),
+        "total_seconds": round(time.monotonic() - started, 1),
+    }
+    return report
+
+
+def parse_cutoff(text: str, end_of_day: bool = True) -> float:
+    """A date is the end of that day (UTC): its purchases count as before the cutoff."""
+    dt = datetime.fromisoformat(text)
+    if len(text) <= 10 and end_of_day:
+        dt = dt.replace(hour=23, minute=59, second=59)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def num(x: float | None, places: int = 3) -> str:
+    return "-" if x is None else f"{x:.{places}f}"
+
+
+def table(report: dict[str, Any], name: str) -> str:
+    """The report for people."""
+    c, a, sp, r = report["customers"], report["alerts"], report["split"], report["run"]
+    sc = report["scores"]
+    lines = [
+        f"Evaluation of {name}: cutoff {sp['cutoff']}, horizon {sp['horizon_days']:g} days "
+        f"(to {sp['label_end'][:10]}), alerts counted in the {sp['lookback_days']:g} days "
+        "before the cutoff",
+        f"customers  {c['evaluated']:,} evaluated, {c['churned']:,} churned "
+        f"({pct(c['churn_rate'])}), {c['retained']:,} retained; "
+        f"{c['excluded_first_purchase_after_cutoff']:,} excluded (first purchase after the "
+        f"cutoff); {c['without_state']:,} without up-to-date state",
+        "",
+        f"{'ranking by':<32}{'AUC':>8}{'prec@10%':>10}{'prec@20%':>10}",
+    ]
+    labels = {"churnwatch": "churnwatch risk at the cutoff",
+              "recency": "recency (days since purchase)",
+              "frequency": "frequency (fewer purchases)"}
+    for key, text in labels.items():
+        m = sc[key]
+        lines.append(f"{text:<32}{num(m['auc']):>8}{pct(m['precision_at_10pct']):>10}"
+                     f"{pct(m['precision_at_20pct']):>10}")
+    lines.append(f"{'random (the churn rate)':<32}{'0.500':>8}{pct(c['churn_rate']):>10}"
+                 f"{pct(c['churn_rate']):>10}")
+    lead = a["median_lead_days"]
+    lines += [
+        "",
+        f"alerts     {a['customers_alerted']:,} customers alerted "
+        f"({pct(a['alerted_share'])}): precision {pct(a['precision'])}, "
+        f"recall {pct(a['recall'])}",
+        f"           {a['per_1000_customers_per_month']} alerts per 1,000 customers per "
+        f"month; {a['total_before_cutoff']:,} alerts before the cutoff in all",
+        "           median lead time " + ("-" if lead is None else
+                                          f"{lead:+.0f} days (first alert to last purchase, "
+                                          f"{a['lead_time_customers']:,} churners)"),
+        "",
+        f"run        {r['events_replayed']:,} events replayed ({r['rows_rejected']:,} rows "
+        f"rejected, {r['dead_letters']} dead letters) in {r['replay_and_processing_seconds']:.0f}"
+        f" s ({r['events_per_second']:,.0f}/s); {r['total_seconds']:.0f} s in all",
+    ]
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path, name: str) -> None:
+    """Precision against the share of customers contacted, ours beside the baselines."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise EvaluationError("--plot needs matplotlib: pip install 'churnwatch[eval]'") from None
+    curve, a = report["curve"], report["alerts"]
+    x = [100 * b for b in curve["budgets"]]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    styles = {"churnwatch": ("churnwatch risk", "#c0392b", 2.2),
+              "recency": ("recency baseline", "#2c7fb8", 1.4),
+              "frequency": ("frequency baseline", "#7f7f7f", 1.4)}
+    for key, (text, color, width) in styles.items():
+        auc_value = report["scores"][key]["auc"]
+        ys = [100 * v if v is not None else float("nan") for v in curve[key]]
+        ax.plot(x, ys, color=color, linewidth=width,
+                label=f"{text} (AUC {num(auc_value)})")
+    if curve["base_rate"] is not None:
+        ax.axhline(100 * curve["base_rate"], color="black", linestyle="--", linewidth=1,
+                   label=f"random (churn rate {pct(curve['base_rate'])})")
+    if a["precision"] is not None and a["alerted_share"]:
+        ax.scatter([100 * a["alerted_share"]], [100 * a["precision"]], color="#c0392b",
+                   marker="D", s=50, zorder=5, label="churnwatch alerts (lookback window)")
+    ax.set_xlabel("alert budget: share of customers contacted, riskiest first (%)")
+    ax.set_ylabel("precision: share of them who churned (%)")
+    sp = report["split"]
+    ax.set_title(f"{name}: cutoff {sp['cutoff'][:10]}, horizon {sp['horizon_days']:g} days")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
