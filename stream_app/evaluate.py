@@ -193,11 +193,11 @@ def run(base: Settings, loaded: Loaded, cutoff: float, horizon_days: float,
             reader.join(timeout=5)
             progress.clear()
     risk = score_at(states, cutoff, s)
-    alerts: dict[str, list[float]] = {}
+    alerts: dict[str, list[tuple[float, int]]] = {}
     for a in got.alerts:
         t = parse_ts(a["ts"])
         if isinstance(t, float):
-            alerts.setdefault(a["customer_id"], []).append(t)
+            alerts.setdefault(a["customer_id"], []).append((t, int(a["episode"])))
     report = evaluate_split(purchases, risk, alerts, Split(cutoff, horizon_days, lookback_days))
     population = {c for c, ts in purchases.items() if min(ts) <= cutoff}
     stale = sorted(c for c in population
@@ -207,7 +207,7 @@ def run(base: Settings, loaded: Loaded, cutoff: float, horizon_days: float,
                        "label_end": iso(cutoff + horizon_days * DAY),
                        "lookback_days": lookback_days}
     report["alerts"]["total_before_cutoff"] = sum(
-        1 for ts in alerts.values() for t in ts if t <= cutoff)
+        1 for ts in alerts.values() for t, _ in ts if t <= cutoff)
     report["customers"]["without_state"] = len(stale)
     report["run"] = {
         "events_replayed": sent.events,
@@ -273,7 +273,8 @@ def table(report: dict[str, Any], name: str) -> str:
         f"           {a['per_1000_customers_per_month']} alerts per 1,000 customers per "
         f"month; {a['total_before_cutoff']:,} alerts before the cutoff in all",
         "           median lead time " + ("-" if lead is None else
-                                          f"{lead:+.0f} days (first alert to last purchase, "
+                                          f"{lead:+.0f} days (the alerting episode's first "
+                                          "alert to the last purchase, "
                                           f"{a['lead_time_customers']:,} churners)"),
         "",
         f"run        {r['events_replayed']:,} events replayed ({r['rows_rejected']:,} rows "

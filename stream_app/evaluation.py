@@ -25,10 +25,11 @@ Definitions (the README repeats them):
   list at the cutoff.  Precision and recall of "alerted" against "churned".
 * **alerts per 1,000 customers per month**: alerts in the lookback window per
   1,000 customers in the population, per 30-day month: the load on the team.
-* **lead time**: for churned, alerted customers, days from the first alert in
-  the lookback window to the customer's last purchase before the cutoff;
-  positive when the alert came before the last purchase (the customer was
-  still buying), negative when it came after (it noticed the silence).
+* **lead time**: for churned, alerted customers, days from the first alert of
+  the episode still alerting in the lookback window (an episode may have
+  opened before the window) to the customer's last purchase before the
+  cutoff; positive when the alert came before the last purchase (the customer
+  was still buying), negative when it came after (it noticed the silence).
 """
 
 from __future__ import annotations
@@ -127,12 +128,14 @@ def _round(x: float | None, places: int = 4) -> float | None:
 
 
 def evaluate_split(purchases: Mapping[str, Sequence[float]], risk: Mapping[str, float],
-                   alerts: Mapping[str, Sequence[float]], split: Split) -> dict[str, Any]:
+                   alerts: Mapping[str, Sequence[tuple[float, int]]], split: Split
+                   ) -> dict[str, Any]:
     """Every figure of the evaluation from plain data.
 
     ``purchases``: customer -> purchase times (all of them, before and after
     the cutoff); ``risk``: customer -> risk at the cutoff (missing = 0, the
-    caller reports how many); ``alerts``: customer -> alert event times.
+    caller reports how many); ``alerts``: customer -> (event time, episode)
+    of each alert.
     """
     cutoff = split.cutoff
     customers: list[str] = []
@@ -150,13 +153,17 @@ def evaluate_split(purchases: Mapping[str, Sequence[float]], risk: Mapping[str, 
     fewer = [-float(frequency(purchases[c], cutoff)) for c in customers]
 
     since = cutoff - split.lookback_days * DAY
-    windowed = {c: sorted(t for t in alerts.get(c, ()) if since < t <= cutoff)
+    windowed = {c: sorted(a for a in alerts.get(c, ()) if since < a[0] <= cutoff)
                 for c in customers}
     flags = [bool(windowed[c]) for c in customers]
     precision, recall = precision_recall(flags, labels)
     in_window = sum(len(v) for v in windowed.values())
-    leads = [(max(t for t in purchases[c] if t <= cutoff) - windowed[c][0]) / DAY
-             for c, y in zip(customers, labels, strict=True) if y and windowed[c]]
+    leads = []
+    for c, y in zip(customers, labels, strict=True):
+        if y and windowed[c]:
+            episode = windowed[c][-1][1]
+            first = min(t for t, e in alerts[c] if e == episode and t <= cutoff)
+            leads.append((max(t for t in purchases[c] if t <= cutoff) - first) / DAY)
     n = len(customers)
     churned = sum(labels)
     months = split.lookback_days / MONTH_DAYS

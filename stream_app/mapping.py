@@ -24,6 +24,7 @@ never have a zone guessed for them; here the operator states the zone once.
 from __future__ import annotations
 
 import csv
+import functools
 import heapq
 import io
 from collections.abc import Callable, Iterable, Iterator
@@ -220,6 +221,12 @@ def check_columns(path: Path, kind: str, m: Mapping) -> None:
         return
 
 
+@functools.lru_cache(maxsize=8192)
+def _strptime(text: str, fmt: str) -> datetime:
+    # Logs repeat the same few hundred dates; strptime is most of a row's cost.
+    return datetime.strptime(text, fmt)
+
+
 def parse_time(raw: Any, m: Mapping) -> datetime:
     if m.date_format in ("epoch", "epoch_ms") or (m.date_format is None and
                                                    isinstance(raw, int | float)
@@ -228,8 +235,7 @@ def parse_time(raw: Any, m: Mapping) -> datetime:
         return datetime.fromtimestamp(value / 1000 if m.date_format == "epoch_ms" else value,
                                       UTC)
     text = str(raw).strip()
-    dt = (datetime.strptime(text, m.date_format) if m.date_format
-          else datetime.fromisoformat(text))
+    dt = _strptime(text, m.date_format) if m.date_format else datetime.fromisoformat(text)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=m.tz)
     return dt

@@ -89,10 +89,12 @@ def test_evaluate_split_by_hand() -> None:
     purchases["d"].append(230 * d)
     risk = {"a": 10.0, "b": 80.0, "c": 30.0, "d": 30.0}
     alerts = {
-        "b": [20 * d, 150 * d, 170 * d],          # day 20 is outside the 90-day lookback
-        "c": [170 * d],
-        "a": [205 * d],                           # after the cutoff: not counted
-        "d": [120 * d],
+        # Days 20 and 100 are before the 90-day lookback; day 100 opened the
+        # episode (2) that is still alerting in it.
+        "b": [(20 * d, 1), (100 * d, 2), (150 * d, 2), (170 * d, 2)],
+        "c": [(170 * d, 1)],
+        "a": [(205 * d, 1)],                      # after the cutoff: not counted
+        "d": [(120 * d, 3)],
     }
     r = evaluate_split(purchases, risk, alerts, Split(cutoff, 60, 90))
     assert r["customers"] == {"evaluated": 4, "churned": 2, "retained": 2, "churn_rate": 0.5,
@@ -113,8 +115,9 @@ def test_evaluate_split_by_hand() -> None:
     assert a["precision"] == round(2 / 3, 4)
     assert a["recall"] == 1.0
     assert a["per_1000_customers_per_month"] == round(4 / 4 * 1000 / 3, 2)
-    # Lead: b 60 - 150 = -90, c 180 - 170 = +10 -> median -40.
-    assert a["median_lead_days"] == -40.0
+    # Lead: b 60 - 100 = -40 (episode 2 began on day 100), c 180 - 170 = +10
+    # -> median -15.
+    assert a["median_lead_days"] == -15.0
     assert a["lead_time_customers"] == 2
     curve = r["curve"]
     assert len(curve["budgets"]) == len(curve["churnwatch"]) == len(curve["recency"])
