@@ -3,6 +3,11 @@
 Faust's tables need their changelog topics to have the same partition count as
 the source topics, and the local broker's auto-creation is not what Faust
 expects, so all topics, changelog and clock included, are created here.
+
+The state changelog is created compacted, as Faust would create it: under the
+broker's default ``delete`` policy, a customer whose state has not changed for
+the retention period (seven days by default) would lose it at the next
+recovery, and the customers who went quiet are exactly the ones to watch.
 """
 
 from __future__ import annotations
@@ -18,6 +23,17 @@ from .settings import Settings, kafka_client_options
 
 def topic_names(s: Settings) -> list[str]:
     return [*s.all_topics, *s.internal_topics]
+
+
+def topic_configs(s: Settings, name: str) -> dict[str, str]:
+    """Per-topic configuration beyond the broker defaults."""
+    if name == s.state_changelog_topic:
+        return {"cleanup.policy": "compact"}
+    return {}
+
+
+def new_topic(s: Settings, name: str) -> NewTopic:
+    return NewTopic(name, s.partitions, s.replication, topic_configs=topic_configs(s, name))
 
 
 def admin_client(s: Settings, timeout: float = 30.0) -> KafkaAdminClient:
@@ -44,7 +60,7 @@ def create_topics(s: Settings) -> list[str]:
         missing = [t for t in wanted if t not in existing]
         for name in missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
-                admin.create_topics([NewTopic(name, s.partitions, s.replication)])
+                admin.create_topics([new_topic(s, name)])
         present = [t for t in wanted if t in existing]
         if present:
             for meta in admin.describe_topics(present):

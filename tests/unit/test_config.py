@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
+from stream_app.admin import new_topic, topic_names
 from stream_app.cli import main
 from stream_app.faust_config import app_options, broker_credentials
 from stream_app.policy import Policy, PolicyError, load_policy, policy_toml
@@ -218,3 +219,13 @@ def test_workers_listen_on_web_host_and_announce_canonical_url(env: dict[str, st
     # Faust builds its own canonical URL from web_host and web_port when the
     # worker command overrides them; keep them consistent with ours.
     assert f"http://{opts['web_host']}:{opts['web_port']}" == url
+
+
+def test_topics_are_created_co_partitioned_and_the_changelog_compacted() -> None:
+    s = from_env({**GOOD, "CHURNWATCH_PARTITIONS": "12", "CHURNWATCH_REPLICATION": "3"})
+    specs = {t.name: t for t in (new_topic(s, n) for n in topic_names(s))}
+    assert s.state_changelog_topic in specs and s.clock_topic in specs
+    assert {(t.num_partitions, t.replication_factor) for t in specs.values()} == {(12, 3)}
+    # Under the default delete policy a quiet customer's state would expire.
+    assert specs[s.state_changelog_topic].topic_configs == {"cleanup.policy": "compact"}
+    assert all(t.topic_configs == {} for n, t in specs.items() if n != s.state_changelog_topic)
