@@ -170,15 +170,22 @@ def _run(args: argparse.Namespace) -> int:
 
 HISTORY_INPUTS = """\
 inputs: CSV (comma, tab, semicolon or pipe; detected from the header line),
-whitespace-separated text, or JSON Lines (.jsonl/.ndjson/.json), one file per
-topic, each with a header naming its columns.  Columns named like our schema
-fields (schemas/*.json) need no mapping; others are mapped with --map.  A
-missing event_id is derived from file name and line number (FILE:LINE), so a
-second replay sends the same ids.  Every mapped row is validated with the
-worker's own rules; rows that fail are listed as FILE:LINE with the reason and
-are not sent.  Files are read into memory, sorted by event time if they are
-not (the report says so), and merged in event-time order.
+whitespace-separated text, or JSON Lines (.jsonl/.ndjson/.json), one or more
+files per topic; text files start with a header line naming the columns.
+Columns or JSON keys named like our schema fields (schemas/*.json) need no
+mapping; others are mapped with --map.  A missing event_id is derived from
+file name and line number (FILE:LINE), so a second replay sends the same ids.
+Every mapped row is validated with the worker's own rules; rows that fail are
+listed as FILE:LINE with the reason and are not sent.  Files are read into
+memory, sorted by event time if they are not (the report says so), and merged
+in event-time order.
 """
+
+
+def _wrap(text: str) -> str:
+    import textwrap
+
+    return textwrap.fill(text, 78)
 
 
 def _add_inputs(p: argparse.ArgumentParser) -> None:
@@ -215,11 +222,11 @@ def _add_history_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     r = sub.add_parser(
         "replay", help="send historical events from files into the topics, in event-time order",
         formatter_class=fmt,
-        description="Send historical purchases, contacts and complaints from files into the "
+        description=_wrap("Send historical purchases, contacts and complaints from files into the "
         "topics on CHURNWATCH_BROKER_URL, in event-time order, keyed by customer id, as fast "
         "as the broker takes them or time-compressed (--speed).  The worker judges windows "
         "and silence by the events' own time, so the alerts are those living through the "
-        "history would have raised.\n\n" + HISTORY_INPUTS,
+        "history would have raised.") + "\n\n" + HISTORY_INPUTS,
         epilog="examples:\n"
         "  churnwatch replay --purchases sales.csv --map customer_id=cust,ts=date,amount=spend "
         "--date-format %Y%m%d\n"
@@ -238,15 +245,15 @@ def _add_history_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     e = sub.add_parser(
         "evaluate", help="would it have caught the customers we lost, and how early?",
         formatter_class=fmt,
-        description="Replay the history before --cutoff through a broker and a worker "
+        description=_wrap("Replay the history before --cutoff through a broker and a worker "
         "(the embedded broker unless --broker-url), score every customer's state at the "
         "cutoff, collect the alerts, label each customer by the purchases after the "
         "cutoff (none within --horizon days = churned; customers whose first purchase is "
         "after the cutoff are left out), and report AUC, precision in the riskiest "
-        "10%%/20%%, the alerts' precision and recall (alerted = an alert in the --lookback "
+        "10%/20%, the alerts' precision and recall (alerted = an alert in the --lookback "
         "days before the cutoff), alerts per 1,000 customers per month and the median lead "
         "time, beside two baselines on the same split: recency (days since the last "
-        "purchase) and frequency (fewer purchases = riskier).\n\n" + HISTORY_INPUTS,
+        "purchase) and frequency (fewer purchases = riskier).") + "\n\n" + HISTORY_INPUTS,
         epilog="examples:\n"
         "  churnwatch evaluate --dataset cdnow               cutoff 1997-09-30, horizon 180\n"
         "  churnwatch evaluate --dataset synthetic --customers 500 --plot precision.png\n"
