@@ -7,33 +7,51 @@ hook on :data:`stream_app.app.app`.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+import weakref
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, cast
 
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.exceptions import ConsumerNotStarted
-from faust.types import TP
+from faust.streams import _current_event, current_event
+from faust.types import TP, EventT
 from mode import BaseSignalT
 
 from . import topics
 from .app import app, policy, settings
-from .processing import Processor
+from .processing import Processor, Resumed
 from .records import ChurnAlert, DeadLetter
+from .settings import kafka_client_options
 from .tables import customer_to_state
 
 log = logging.getLogger("churnwatch")
 
+#: Give up reading back published alerts after this long (and say so).
+READBACK_SECONDS = 30.0
 
-async def _send_alert(alert: ChurnAlert) -> None:
-    # Wait for the broker's ack before the state records the alert as sent.
-    fut = await topics.churn_alerts.send(key=alert.customer_id, value=alert)
-    await fut
+
+async def _send_alert(alert: ChurnAlert, partition: int) -> Awaitable[int]:
+    # The alert goes to the partition of the events that raised it, so each
+    # input partition's alerts can be read back from one alerts partition.
+    fut = await topics.churn_alerts.send(key=alert.customer_id, value=alert,
+                                         partition=partition)
     log.info("alert sent", extra={"fields": {
         "alert_id": alert.alert_id, "customer_id": alert.customer_id, "event_ts": alert.ts,
         "risk_score": alert.risk_score, "severity": alert.severity, "route": alert.route,
         "signals": [s.code for s in alert.signals], "episode": alert.episode}})
+    return _offset(fut)
 
 
-async def _send_dead_letter(key: bytes | None, letter: DeadLetter) -> None:
-    await topics.dead_letters.send(key=key, value=letter)
+async def _offset(fut: Awaitable[Any]) -> int:
+    return int((await fut).offset)
+
+
+async def _send_dead_letter(key: bytes | None, letter: DeadLetter) -> Awaitable[Any]:
+    return cast(Awaitable[Any], await topics.dead_letters.send(key=key, value=letter))
 
 
 def _backlog(topic: str, partition: int, offset: int) -> bool:
@@ -51,6 +69,44 @@ def _backlog(topic: str, partition: int, offset: int) -> bool:
     return offset + 1 < highwater
 
 
+async def _resume(partition: int, checkpoint: int) -> Resumed:
+    """Where ``partition`` resumes: its committed input offsets, and the alert
+    ids published since the alerts checkpoint (so none is published twice)."""
+    alerts = TopicPartition(settings.topic_alerts, partition)
+    inputs = [TopicPartition(t, partition) for t in topics.KIND_BY_TOPIC]
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings), group_id=settings.app_id,
+                                enable_auto_commit=False)
+    ids: set[str] = set()
+    position = checkpoint
+    await consumer.start()
+    try:
+        earliest = await consumer.beginning_offsets(inputs)
+        starts = {}
+        for tp in inputs:
+            committed = await consumer.committed(tp)
+            starts[tp.topic] = committed if committed is not None else earliest[tp]
+        consumer.assign([alerts])
+        consumer.seek(alerts, checkpoint)
+        deadline = time.monotonic() + READBACK_SECONDS
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(alerts, timeout_ms=500)
+            for record in batch.get(alerts, []):
+                try:
+                    ids.add(orjson.loads(record.value)["alert_id"])
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue
+            position = await consumer.position(alerts)
+            highwater = consumer.highwater(alerts)
+            if highwater is not None and position >= highwater:
+                return Resumed(ids, position, starts)
+    finally:
+        await consumer.stop()
+    log.warning("could not read the alerts topic to its end; alerts raised again "
+                "after a crash may be published twice", extra={"fields": {
+                    "partition": partition, "from": checkpoint, "read_to": position}})
+    return Resumed(ids, position, starts)
+
+
 processor = Processor(
     customer_to_state,
     policy,
@@ -58,13 +114,48 @@ processor = Processor(
     _send_dead_letter,
     kinds=topics.KIND_BY_TOPIC,
     backlog=_backlog,
+    resume=_resume,
 )
 
 
+#: The latest event seen per partition: Faust picks the changelog partition
+#: of a table write from "the event being processed", so a flush outside an
+#: agent (at shutdown) runs as if processing this one.
+_anchor: dict[int, EventT[Any]] = {}
+
+
+@contextmanager
+def _in_partition(partition: int) -> Iterator[None]:
+    now = current_event()
+    event = _anchor.get(partition)
+    if event is None or (now is not None and now.message.partition == partition):
+        yield
+        return
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+processor.in_partition = _in_partition
+
+
 async def _consume(stream: Any) -> None:
-    async for event in stream.events():
+    # Acks are the processor's: it acknowledges a message once its effects
+    # are written, so Faust never commits an offset that a crash could lose.
+    async for event in stream.noack().events():
         m = event.message
-        await processor.handle(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+        _anchor[m.partition] = event
+        await processor.handle(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp,
+                               ack=partial(stream.ack, event))
+
+
+async def _flush_before_stop() -> None:
+    await processor.flush_all()
+
+
+app.before_stop = [_flush_before_stop]
 
 
 @app.agent(topics.purchases, name="track_purchases")
@@ -90,7 +181,7 @@ async def apply_feedback(stream: Any) -> None:
 
 @app.agent(topics.clock, name="sweep_silence")
 async def sweep_silence(stream: Any) -> None:
-    """Each tick sweeps its partition for customers whose silence is now due."""
+    """Each tick sweeps and flushes its partition, so silence is noticed live."""
     async for event in stream.events():
         await processor.tick(event.message.partition)
 
@@ -103,6 +194,8 @@ async def send_ticks() -> None:
             await topics.clock.send(key=b"tick", value=b"", partition=tp.partition)
 
 
-@app.on_rebalance_complete.connect
+@app.on_partitions_revoked.connect
 def _on_rebalance(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
-    processor.stale = True
+    # Faust seeks every assigned partition back to its committed offset, so
+    # whatever was in flight here is delivered again: forget it.
+    processor.reset()

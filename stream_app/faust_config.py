@@ -57,6 +57,11 @@ def app_options(s: Settings) -> dict[str, Any]:
         producer_linger=0.005,
         producer_max_batch_size=262144,
         stream_buffer_maxsize=8192,
+        # The processor acknowledges events only once their effects are
+        # written, so some stay unacknowledged until the next flush: Faust
+        # must not wait for them at a rebalance or at shutdown (the unacked
+        # ones are delivered again from the committed offset).
+        stream_wait_empty=False,
     )
     if s.broker_profile == "local":
         options.update(

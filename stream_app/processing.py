@@ -1,43 +1,101 @@
 """What a worker does with each message: the glue between Kafka and the pure logic.
 
-The agents stay thin loops that hand every message here.  The processor owns
-the only in-memory, non-replicated pieces (event-time clocks and the due
-index); both are derived and are rebuilt from the state table after a
-rebalance, so losing a worker loses nothing.
+The agents stay thin loops that hand every message here, with a way to
+acknowledge it.  Per partition the processor
 
-Order of effects for each customer update (at-least-once, no lost alerts):
-send the alert and wait for the broker's ack, *then* write the state.  A crash
-in between re-processes the event from the last committed offset; the state
-has not recorded it, so the same alert (same deterministic id) is sent again
-and downstream de-duplicates it.  A crash after the state write re-delivers an
-event the state has already applied; its offset is recognised and skipped.
+1. decodes the message (bad input goes to dead-letters with the reason);
+2. queues it in the partition's :class:`~stream_app.ordering.MergeQueue`, so
+   events are applied in event-time order across topics, the same in every
+   run, whatever order the fetches delivered them in;
+3. applies released events to cached customer states, runs the silence
+   timers that fall due in between, and sends an alert as soon as one is due;
+4. every ``FLUSH_SECONDS`` (or ``FLUSH_EVENTS`` events) *flushes*: waits for
+   the broker to confirm the alerts sent since the last flush, writes each
+   changed customer's state once, records how far the alerts topic is known
+   to be reflected in the states (the *checkpoint*), and only then
+   acknowledges the events — so Faust commits no offset whose effects could
+   still be lost.
+
+Why batching: Faust writes one changelog message per table write.  A state
+written once per flush instead of once per event costs a fraction of the
+changelog traffic when customers are active, while at-least-once holds: a
+crash loses only unacknowledged events, which Kafka delivers again.
+
+Why the checkpoint: after a crash, events since the last commit are applied
+again and may raise the same alerts again.  Alert ids are deterministic
+(same events in the same order give the same ids), so before a partition's
+first event the processor reads the alerts published after the checkpoint
+and does not publish those ids twice.  Nothing is paged twice, nothing is
+missed.
+
+Everything else in memory (queues, the due-time index, the event-time clock)
+is derived and rebuilt after a rebalance, so losing a worker loses nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from . import metrics
 from .alerting import assess, iso
-from .clock import DueIndex, PartitionClock
+from .clock import DueIndex
 from .decoding import Decoded, Rejected, decode
+from .ordering import MergeQueue
 from .policy import Policy
 from .records import ChurnAlert, DeadLetter, Feedback
 from .state import DAY, CustomerState, already_applied, apply_event, new_state
 
 log = logging.getLogger("churnwatch")
 
-SendAlert = Callable[[ChurnAlert], Awaitable[None]]
-SendDeadLetter = Callable[[bytes | None, DeadLetter], Awaitable[None]]
+#: Hands an alert for ``partition`` to the producer; the awaitable it returns
+#: resolves to the alert's offset on the alerts topic once the broker has it.
+SendAlert = Callable[[ChurnAlert, int], Awaitable[Awaitable[int]]]
+SendDeadLetter = Callable[[bytes | None, DeadLetter], Awaitable[Awaitable[Any]]]
 #: (topic, partition, offset just read) -> whether later messages are waiting.
 Backlog = Callable[[str, int, int], bool]
+
+
+@dataclass(slots=True)
+class Resumed:
+    """Where a partition's processing resumes after a (re)start or a rebalance."""
+
+    #: Alert ids on the alerts topic from the checkpoint on.
+    published: set[str]
+    #: The alerts topic's end offset (logged).
+    alerts_end: int
+    #: Input topic -> the first offset Kafka will deliver (the committed one).
+    starts: dict[str, int] = field(default_factory=dict)
+
+
+#: (partition, alerts checkpoint) -> what resuming this partition starts from.
+Resume = Callable[[int, int], Awaitable[Resumed]]
+#: Acknowledges one message to Faust (its offset may then be committed).
+Ack = Callable[[], Awaitable[Any]]
+
+#: How often a partition's changed states are written and its events acked.
+FLUSH_SECONDS = 0.5
+FLUSH_EVENTS = 5000
+#: Customer states kept in memory between flushes (beyond those changed).
+CACHE_STATES = 20000
+
+#: Table keys that are not customers: the per-partition alert checkpoints.
+CHECKPOINT_PREFIX = b"\x00checkpoint/"
+
+
+def is_customer_key(key: bytes) -> bool:
+    return not key.startswith(CHECKPOINT_PREFIX)
+
+
+def checkpoint_key(partition: int) -> bytes:
+    return CHECKPOINT_PREFIX + str(partition).encode()
 
 
 def dead_letter(topic: str, partition: int, offset: int, key: bytes | None,
@@ -57,12 +115,48 @@ def dead_letter(topic: str, partition: int, offset: int, key: bytes | None,
     )
 
 
-@dataclass
+async def nothing_published(partition: int, offset: int) -> Resumed:
+    return Resumed(set(), offset)
+
+
+@dataclass(slots=True)
 class Stats:
     """Per-processor counts (the Prometheus metrics are process-wide)."""
 
     events: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
+    suppressed: int = 0
+    flushes: int = 0
+    state_writes: int = 0
+
+
+@dataclass(slots=True)
+class Queued:
+    topic: str
+    offset: int
+    decoded: Decoded
+    ingested: float | None
+    ack: Ack | None
+
+
+@dataclass(slots=True)
+class PartitionWork:
+    """What a partition has in flight between two flushes."""
+
+    queue: MergeQueue[Queued]
+    #: Topic -> offset of the last message handed in (for the backlog check).
+    offered: dict[str, int] = field(default_factory=dict)
+    #: Event time of the latest applied event, and the wall time it was applied.
+    clock: float | None = None
+    clock_wall: float = 0.0
+    dirty: set[str] = field(default_factory=set)
+    acks: list[Ack] = field(default_factory=list)
+    alert_offsets: list[Awaitable[int]] = field(default_factory=list)
+    other_sends: list[Awaitable[Any]] = field(default_factory=list)
+    #: Alert ids already on the alerts topic but maybe not in the states yet.
+    published: set[str] | None = None
+    checkpoint: int = 0
+    last_flush: float = 0.0
 
 
 class Processor:
@@ -75,6 +169,7 @@ class Processor:
         kinds: dict[str, str],
         backlog: Backlog = lambda topic, partition, offset: False,
         wall: Callable[[], float] = time.time,
+        resume: Resume = nothing_published,
         recent_alerts: int = 1000,
     ) -> None:
         self.table = table
@@ -82,149 +177,217 @@ class Processor:
         self.send_alert = send_alert
         self.send_dead_letter = send_dead_letter
         self.kinds = kinds
+        self.ranks = {topic: i for i, topic in enumerate(kinds)}
         self.backlog = backlog
         self.wall = wall
-        self.clocks: dict[int, PartitionClock] = {}
+        self.resume = resume
+        self.parts: dict[int, PartitionWork] = {}
+        self.cache: dict[str, CustomerState] = {}
         self.due = DueIndex()
         self.stale = True
-        self.locks: dict[int, asyncio.Lock] = {}
+        #: Makes table writes land on a partition (see :meth:`flush`).
+        self.in_partition: Callable[[int], AbstractContextManager[Any]] = (
+            lambda partition: nullcontext())
         self.stats = Stats()
         self.customers = 0
-        self.ingested: float | None = None
         #: The latest alerts sent by this worker, newest last (for GET /alerts).
         self.recent_alerts: deque[ChurnAlert] = deque(maxlen=recent_alerts)
 
-    # -- state table --------------------------------------------------------
+    # -- state --------------------------------------------------------------
 
     def load(self, customer_id: str) -> CustomerState | None:
+        """The customer's latest state: in memory if changed since the last flush."""
+        state = self.cache.get(customer_id)
+        if state is not None:
+            return state
         # One store lookup: Mapping.get() would ask the store twice (contains, get).
         try:
             raw = self.table[customer_id.encode()]
         except KeyError:
             return None
-        return CustomerState.from_bytes(raw) if raw is not None else None
+        if raw is None:
+            return None
+        state = self.cache[customer_id] = CustomerState.from_bytes(raw)
+        return state
 
-    def _lock(self, partition: int) -> asyncio.Lock:
-        lock = self.locks.get(partition)
-        if lock is None:
-            lock = self.locks[partition] = asyncio.Lock()
-        return lock
+    def reset(self) -> None:
+        """Forget everything in flight (a rebalance: Faust re-reads from the commits)."""
+        self.parts.clear()
+        self.cache.clear()
+        self.due.clear()
+        self.stale = True
 
     def rebuild(self) -> None:
-        """Re-derive clocks and the due index from the table (after a rebalance)."""
-        self.due.clear()
+        """Re-derive the due index and the clocks from the table."""
+        self.reset()
         wall = self.wall()
-        latest: dict[int, float] = {}
         count = 0
         for key, raw in list(self.table.items()):
+            if not is_customer_key(key):
+                continue
             count += 1
             d = orjson.loads(raw)
             part, due, last = d["partition"], d["due_ts"], d["last_ts"]
             self.due.schedule(part, key.decode(), due)
-            latest[part] = max(latest.get(part, 0.0), last)
+            work = self._work(part)
+            if work.clock is None or last > work.clock:
+                work.clock, work.clock_wall = last, wall
         self.customers = count
         metrics.CUSTOMERS.set(count)
-        for part, ts in latest.items():
-            clock = self.clocks.setdefault(part, PartitionClock())
-            if not clock.marks:
-                clock.observe("(restored)", ts, wall, offset=-1)
         self.stale = False
+
+    def _work(self, partition: int) -> PartitionWork:
+        work = self.parts.get(partition)
+        if work is None:
+            work = self.parts[partition] = PartitionWork(
+                MergeQueue(self.ranks), last_flush=self.wall())
+        return work
+
+    async def _ready(self, partition: int) -> PartitionWork:
+        if self.stale:
+            self.rebuild()
+        work = self._work(partition)
+        if work.published is None:
+            raw = self.table.get(checkpoint_key(partition))
+            work.checkpoint = int(orjson.loads(raw)["alerts_offset"]) if raw else 0
+            resumed = await self.resume(partition, work.checkpoint)
+            work.published = resumed.published
+            # Until a topic delivers, its backlog counts from where Kafka resumes.
+            for topic, start in resumed.starts.items():
+                work.offered.setdefault(topic, start - 1)
+            log.info("partition ready", extra={"fields": {
+                "partition": partition, "alerts_checkpoint": work.checkpoint,
+                "alerts_end": resumed.alerts_end, "resumes_at": resumed.starts,
+                "published_after_checkpoint": len(work.published)}})
+        return work
 
     # -- per message ------------------------------------------------------
 
     async def handle(self, topic: str, partition: int, offset: int,
                      key: bytes | None, value: bytes | None,
-                     ingested: float | None = None) -> None:
-        """Apply one message; ``ingested`` is its broker timestamp (for latency)."""
-        self.ingested = ingested
-        kind = self.kinds[topic]
-        result = decode(kind, key, value)
-        if isinstance(result, Rejected):
-            await self._reject(topic, partition, offset, key, value, result.reason)
-            return
-        if self.stale:
-            self.rebuild()
-        wall = self.wall()
-        before = self.clock_now(partition, wall)
-        allowed = self.policy.history.allowed_lateness_days * DAY
-        if before is not None and result.ts < before - allowed:
-            await self._reject(topic, partition, offset, key, value, (
-                f"too late: event time {iso(result.ts)} is "
-                f"{(before - result.ts) / DAY:.1f} days behind this partition's clock "
-                f"{iso(before)}; the allowed lateness is "
-                f"{self.policy.history.allowed_lateness_days:g} days"))
-            return
-        clock = self.clocks.setdefault(partition, PartitionClock())
-        clock.observe(topic, result.ts, wall, offset)
-        now = self.clock_now(partition, wall)
-        try:
-            async with self._lock(partition):
-                await self._apply(topic, partition, offset, result, now)
-        except Exception as exc:
-            # A bug must not stop the worker or silently drop the event: it
-            # goes to dead-letters with the error, to be replayed once fixed.
-            log.exception("processing failed", extra={"fields": {
-                "topic": topic, "partition": partition, "offset": offset}})
-            await self._reject(topic, partition, offset, key, value,
-                               f"processing failed: {type(exc).__name__}: {exc}")
-            return
-        self.stats.events[kind] += 1
-        metrics.EVENTS.labels(topic).inc()
-        if kind == "feedback" and isinstance(result.record, Feedback):
-            metrics.FEEDBACK.labels(result.record.outcome).inc()
-        if now is not None:
-            await self.run_due(partition, now)
+                     ingested: float | None = None, ack: Ack | None = None) -> None:
+        """Take one message; ``ingested`` is its broker timestamp (for latency).
 
-    async def _reject(self, topic: str, partition: int, offset: int, key: bytes | None,
-                      value: bytes | None, reason: str) -> None:
+        ``ack`` is called once the message's effects are safely written; the
+        caller must not acknowledge it itself.
+        """
+        work = await self._ready(partition)
+        work.offered[topic] = offset
+        result = decode(self.kinds[topic], key, value)
+        if isinstance(result, Rejected):
+            await self._reject(work, topic, partition, offset, key, value, result.reason)
+            if ack is not None:
+                work.acks.append(ack)
+        else:
+            wall = self.wall()
+            now = self.clock_now(partition, wall)
+            allowed = self.policy.history.allowed_lateness_days * DAY
+            if now is not None and result.ts < now - allowed:
+                await self._reject(work, topic, partition, offset, key, value, (
+                    f"too late: event time {iso(result.ts)} is "
+                    f"{(now - result.ts) / DAY:.1f} days behind this partition's clock "
+                    f"{iso(now)}; the allowed lateness is "
+                    f"{self.policy.history.allowed_lateness_days:g} days"))
+                if ack is not None:
+                    work.acks.append(ack)
+            else:
+                # Acknowledged only once applied and flushed: while it waits
+                # here, a crash must leave it to be delivered again.
+                work.queue.push(topic, result.ts, offset,
+                                Queued(topic, offset, result, ingested, ack))
+        await self._release(partition, work)
+        if (len(work.acks) >= FLUSH_EVENTS
+                or self.wall() - work.last_flush >= FLUSH_SECONDS):
+            await self.flush(partition)
+
+    async def tick(self, partition: int) -> int:
+        """The idle clock: release, sweep and flush a partition with no input."""
+        work = await self._ready(partition)
+        await self._release(partition, work)
+        now = self.clock_now(partition, self.wall())
+        done = 0 if now is None else await self.run_due(partition, now)
+        metrics.DUE.set(sum(len(h) for h in self.due.heaps.values()))
+        await self.flush(partition)
+        return done
+
+    async def _release(self, partition: int, work: PartitionWork) -> None:
+        """Apply every queued event the merge order allows, timers in between."""
+        def waiting(topic: str) -> bool:
+            return self.backlog(topic, partition, work.offered.get(topic, -1))
+
+        while (q := work.queue.pop(waiting)) is not None:
+            if q.ack is not None:
+                work.acks.append(q.ack)
+            await self.run_due(partition, q.decoded.ts)
+            try:
+                await self._apply(partition, work, q)
+            except Exception as exc:
+                # A bug must not stop the worker or silently drop the event: it
+                # goes to dead-letters with the error, to be replayed once fixed.
+                log.exception("processing failed", extra={"fields": {
+                    "topic": q.topic, "partition": partition, "offset": q.offset}})
+                await self._reject(work, q.topic, partition, q.offset,
+                                   q.decoded.record.customer_id.encode(),
+                                   q.decoded.record.dumps(),
+                                   f"processing failed: {type(exc).__name__}: {exc}")
+
+    async def _reject(self, work: PartitionWork, topic: str, partition: int, offset: int,
+                      key: bytes | None, value: bytes | None, reason: str) -> None:
         metrics.DEAD_LETTERS.labels(topic, metrics.reason_kind(reason)).inc()
         log.warning("dead-lettered", extra={"fields": {
             "topic": topic, "partition": partition, "offset": offset, "reason": reason}})
-        await self.send_dead_letter(key, dead_letter(topic, partition, offset, key, value,
-                                                     reason))
+        work.other_sends.append(await self.send_dead_letter(
+            key, dead_letter(topic, partition, offset, key, value, reason)))
 
-    async def _apply(self, topic: str, partition: int, offset: int, d: Decoded,
-                     clock_now: float | None) -> None:
+    async def _apply(self, partition: int, work: PartitionWork, q: Queued) -> None:
+        d = q.decoded
         cid = d.record.customer_id
-        state = self.load(cid) or new_state(cid)
-        if already_applied(state, topic, offset):
+        state = self.load(cid)
+        if state is None:
+            state = self.cache[cid] = new_state(cid)
+        if already_applied(state, q.topic, q.offset):
             self.stats.duplicates += 1
-            metrics.DUPLICATES.labels(topic).inc()
+            metrics.DUPLICATES.labels(q.topic).inc()
             return
         if state.first_ts == 0.0:
             self.customers += 1
             metrics.CUSTOMERS.set(self.customers)
-        before_due = state.due_ts
-        apply_event(state, d.record, d.ts, topic=topic, partition=partition, offset=offset,
-                    policy=self.policy)
-        # Judge the customer at the partition's clock, not at this event's own
-        # time: when one topic runs ahead of another, the customer's events on
-        # the slower topic up to this time may not have arrived yet.  With no
-        # clock yet (a topic with waiting messages not read once), only store:
-        # the customer is judged once the clock reaches this event.
-        if clock_now is None:
-            state.due_ts = min(state.due_ts or d.ts, d.ts)
-            self.table[cid.encode()] = state.to_bytes()
-        else:
-            await self._assess_and_store(state, min(d.ts, clock_now))
-        if state.due_ts != before_due:
-            self.due.schedule(partition, cid, state.due_ts)
+        if work.clock is None or d.ts > work.clock:
+            work.clock = d.ts
+        work.clock_wall = self.wall()
+        apply_event(state, d.record, d.ts, topic=q.topic, partition=partition,
+                    offset=q.offset, policy=self.policy)
+        # A late event (within the allowed lateness) is judged at the
+        # partition's clock: the customer as of now, including it.
+        await self._assess(partition, work, state, work.clock, q.ingested)
+        kind = self.kinds[q.topic]
+        self.stats.events[kind] += 1
+        metrics.EVENTS.labels(q.topic).inc()
+        if isinstance(d.record, Feedback):
+            metrics.FEEDBACK.labels(d.record.outcome).inc()
 
-    async def _assess_and_store(self, state: CustomerState, now: float) -> None:
+    async def _assess(self, partition: int, work: PartitionWork, state: CustomerState,
+                      now: float, ingested: float | None) -> None:
+        before_due = state.due_ts
         alert = assess(state, now, self.policy, emitted_at=self.wall())
-        ahead = state.next_event_after(now)
-        if ahead is not None and (state.due_ts is None or state.due_ts > ahead):
-            # Events ahead of the clock count once the clock reaches them.
-            state.due_ts = ahead
-        if alert is not None:
-            await self.send_alert(alert)
-            self.recent_alerts.append(alert)
-            for s in alert.signals:
-                metrics.ALERTS.labels(s.code, alert.severity, alert.route).inc()
-            metrics.EVENT_TO_ALERT.observe(max(0.0, now - state.last_ts))
-            if self.ingested is not None:
-                metrics.INGEST_TO_ALERT.observe(max(0.0, self.wall() - self.ingested))
-        self.table[state.customer_id.encode()] = state.to_bytes()
+        work.dirty.add(state.customer_id)
+        if state.due_ts != before_due:
+            self.due.schedule(partition, state.customer_id, state.due_ts)
+        if alert is None:
+            return
+        assert work.published is not None
+        if alert.alert_id in work.published:
+            # Published before a crash or a rebalance; the state now knows it.
+            work.published.discard(alert.alert_id)
+            self.stats.suppressed += 1
+            return
+        work.alert_offsets.append(await self.send_alert(alert, partition))
+        self.recent_alerts.append(alert)
+        for s in alert.signals:
+            metrics.ALERTS.labels(s.code, alert.severity, alert.route).inc()
+        metrics.EVENT_TO_ALERT.observe(max(0.0, now - state.last_ts))
+        if ingested is not None:
+            metrics.INGEST_TO_ALERT.observe(max(0.0, self.wall() - ingested))
 
     async def run_due(self, partition: int, now: float) -> int:
         """Re-assess every customer of ``partition`` whose due time has passed.
@@ -233,47 +396,81 @@ class Processor:
         time is the moment the customer went quiet, however coarse the clock
         steps are, so replays and live runs agree.
         """
-        if self.stale:
-            self.rebuild()
+        work = await self._ready(partition)
         done = 0
-        async with self._lock(partition):
-            while (item := self.due.pop_due(partition, now)) is not None:
-                due, cid = item
-                state = self.load(cid)
-                if state is None or state.due_ts != due:
-                    continue  # superseded by a newer event
-                try:
-                    await self._assess_and_store(state, due)
-                except Exception:
-                    log.exception("timer sweep failed; customer skipped",
-                                  extra={"fields": {"customer_id": cid}})
-                    continue
-                self.due.schedule(partition, cid, state.due_ts)
-                done += 1
+        while (item := self.due.pop_due(partition, now)) is not None:
+            due, cid = item
+            state = self.load(cid)
+            if state is None or state.due_ts != due:
+                continue  # superseded by a newer event
+            try:
+                await self._assess(partition, work, state, due, None)
+            except Exception:
+                log.exception("timer sweep failed; customer skipped",
+                              extra={"fields": {"customer_id": cid}})
+                continue
+            done += 1
         return done
 
-    async def tick(self, partition: int) -> int:
-        """The idle clock: sweep a partition even when no events arrive."""
-        if self.stale:
-            self.rebuild()
-        now = self.clock_now(partition, self.wall())
-        metrics.DUE.set(sum(len(h) for h in self.due.heaps.values()))
-        return 0 if now is None else await self.run_due(partition, now)
+    # -- flush ------------------------------------------------------------
+
+    async def flush_all(self) -> None:
+        """Flush every partition (graceful shutdown: commit what is done)."""
+        for partition in list(self.parts):
+            await self.flush(partition)
+        log.info("flushed before stopping", extra={"fields": {
+            "partitions": len(self.parts),
+            "queued_for_redelivery": sum(len(w.queue) for w in self.parts.values())}})
+
+    async def flush(self, partition: int) -> None:
+        """Make the partition's applied events durable, then acknowledge them."""
+        work = self.parts.get(partition)
+        if work is None:
+            return
+        work.last_flush = self.wall()
+        if work.alert_offsets:
+            offsets = [await f for f in work.alert_offsets]
+            work.alert_offsets.clear()
+            work.checkpoint = max(work.checkpoint, max(offsets) + 1)
+            checkpoint: bytes | None = orjson.dumps({"alerts_offset": work.checkpoint})
+        else:
+            checkpoint = None
+        for f in work.other_sends:
+            await f
+        work.other_sends.clear()
+        # Faust picks a table write's partition from the event in hand.
+        with self.in_partition(partition):
+            for cid in work.dirty:
+                self.table[cid.encode()] = self.cache[cid].to_bytes()
+            if checkpoint is not None:
+                self.table[checkpoint_key(partition)] = checkpoint
+        self.stats.state_writes += len(work.dirty)
+        work.dirty.clear()
+        acks, work.acks = work.acks, []
+        for ack in acks:
+            await ack()
+        self.stats.flushes += 1
+        self._trim_cache()
+
+    def _trim_cache(self) -> None:
+        excess = len(self.cache) - CACHE_STATES
+        if excess <= 0:
+            return
+        dirty = set().union(*(w.dirty for w in self.parts.values()))
+        for cid in list(self.cache)[: excess + CACHE_STATES // 5]:
+            if cid not in dirty:
+                del self.cache[cid]
 
     def clock_now(self, partition: int, wall: float) -> float | None:
-        """The partition's event time, or None while it cannot be known yet.
+        """The partition's event time, or None before its first event.
 
-        A topic that has messages waiting but has not delivered one yet could
-        hold anything: until it does, nobody in the partition is judged.
+        The latest applied event's time; once every topic is caught up, it
+        runs on at wall-clock speed so that silence is noticed live.
         """
-        clock = self.clocks.get(partition)
-        if clock is None:
+        work = self.parts.get(partition)
+        if work is None or work.clock is None:
             return None
-        behind: set[str] = set()
-        for topic in self.kinds:
-            mark = clock.marks.get(topic)
-            if self.backlog(topic, partition, mark[2] if mark else -1):
-                if mark is None:
-                    return None
-                behind.add(topic)
-        return clock.now(wall, behind)
+        if len(work.queue) or any(
+                self.backlog(t, partition, work.offered.get(t, -1)) for t in self.kinds):
+            return work.clock
+        return work.clock + max(0.0, wall - work.clock_wall)

@@ -9,6 +9,7 @@ before the consumer starts (aiokafka reads it when it creates its fetcher).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import faust
@@ -37,7 +38,23 @@ class TunedTransport(driver.Transport):
 
 
 class ChurnwatchApp(faust.App):
-    """A Faust app whose consumer uses :class:`TunedTransport`."""
+    """A Faust app whose consumer uses :class:`TunedTransport`.
+
+    It also runs hooks *before* Faust stops its consumer: the processor holds
+    acknowledgements until its writes are done, and Faust commits the
+    acknowledged offsets as its consumer stops, so the processor must flush
+    first (graceful shutdown finishes and commits in-flight work).
+    """
+
+    before_stop: list[Callable[[], Awaitable[None]]]
 
     def _new_transport(self) -> TransportT:
         return TunedTransport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        for hook in getattr(self, "before_stop", []):
+            try:
+                await hook()
+            except Exception:
+                self.log.exception("shutdown hook failed; its work is redone on restart")
+        await super().on_stop()

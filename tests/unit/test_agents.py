@@ -13,29 +13,28 @@ from typing import Any
 import orjson
 import pytest
 
+from stream_app import processing
 from stream_app.agents import processor, track_complaints, track_purchases
 from stream_app.state import CustomerState
 from stream_app.tables import customer_to_state
 
 from ..conftest import at
+from .fakes import Outputs
 
 
 @pytest.fixture
-async def sent() -> AsyncIterator[dict[str, list[Any]]]:
-    out: dict[str, list[Any]] = {"alerts": [], "dead": []}
-    saved = processor.send_alert, processor.send_dead_letter
-
-    async def alert(a: Any) -> None:
-        out["alerts"].append(a)
-
-    async def dead(key: Any, letter: Any) -> None:
-        out["dead"].append(letter)
-
-    processor.send_alert, processor.send_dead_letter = alert, dead
-    processor.clocks.clear()  # each test tells its own story in event time
-    processor.due.clear()
-    yield out
-    processor.send_alert, processor.send_dead_letter = saved
+async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, list[Any]]]:
+    outputs = Outputs()
+    monkeypatch.setattr(processor, "send_alert", outputs.send_alert)
+    monkeypatch.setattr(processor, "send_dead_letter", outputs.send_dead)
+    monkeypatch.setattr(processor, "resume", processing.nothing_published)
+    # Flush after every event, so that the table is written inside the agent.
+    monkeypatch.setattr(processing, "FLUSH_SECONDS", 0.0)
+    # Each test tells its own story in event time: no clock restored from
+    # the customers an earlier test left in the table.
+    processor.reset()
+    processor.stale = False
+    yield {"alerts": outputs.alerts, "dead": outputs.dead}
 
 
 def complaint(cid: str, n: int, day: int, severity: int) -> bytes:

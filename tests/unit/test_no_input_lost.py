@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from stream_app.policy import Policy
 from stream_app.processing import Processor
 
+from .fakes import Outputs
+
 KINDS = {k: k for k in ("purchases", "contacts", "complaints", "feedback")}
 
 _scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
@@ -79,16 +81,9 @@ _message = st.tuples(
 @given(st.lists(_message, min_size=1, max_size=25))
 def test_every_message_is_applied_or_dead_lettered_exactly_once(
         messages: list[tuple[str, bytes | None, bytes | None]]) -> None:
-    dead: list[Any] = []
-    alerts: list[Any] = []
-
-    async def send_alert(a: Any) -> None:
-        alerts.append(a)
-
-    async def send_dead(key: Any, letter: Any) -> None:
-        dead.append(letter)
-
-    proc = Processor({}, Policy(), send_alert, send_dead, KINDS, wall=lambda: 1.7e9)
+    out = Outputs()
+    dead = out.dead
+    proc = Processor({}, Policy(), out.send_alert, out.send_dead, KINDS, wall=lambda: 1.7e9)
 
     async def go() -> None:
         for offset, (topic, key, value) in enumerate(messages):
@@ -117,15 +112,9 @@ def test_the_generator_also_makes_valid_events() -> None:
 
 
 def test_events_older_than_the_allowed_lateness_are_dead_lettered() -> None:
-    dead: list[Any] = []
-
-    async def send_alert(a: Any) -> None:
-        pass
-
-    async def send_dead(key: Any, letter: Any) -> None:
-        dead.append(letter)
-
-    proc = Processor({}, Policy(), send_alert, send_dead, KINDS, wall=lambda: 1.7e9)
+    out = Outputs()
+    dead = out.dead
+    proc = Processor({}, Policy(), out.send_alert, out.send_dead, KINDS, wall=lambda: 1.7e9)
 
     def purchase(cid: str, day: int) -> bytes:
         return orjson.dumps({"event_id": f"{cid}-{day}", "customer_id": cid,

@@ -8,6 +8,7 @@ ones it kept loyal.
 from __future__ import annotations
 
 import asyncio
+import random
 import zlib
 from typing import Any
 
@@ -16,44 +17,71 @@ import pytest
 
 from stream_app.decoding import parse_ts
 from stream_app.policy import Policy
-from stream_app.processing import Processor
+from stream_app.processing import Processor, Resumed
 from stream_app.records import ChurnAlert
 from stream_app.synthetic import Population, generate
+
+from .fakes import Outputs
 
 KINDS = {k: k for k in ("purchases", "contacts", "complaints", "feedback")}
 PARTITIONS = 4
 
+Message = tuple[str, int, int, bytes, bytes]
 
-def run(pop: Population, redeliver_every: int = 0) -> tuple[list[ChurnAlert], Processor]:
-    alerts: list[ChurnAlert] = []
-    dead: list[Any] = []
+
+def messages(pop: Population) -> list[Message]:
+    """The population as Kafka would hold it: per topic partition, in event order."""
+    offsets: dict[tuple[str, int], int] = {}
+    out = []
+    for e in pop.events:
+        part = zlib.crc32(e.customer_id.encode()) % PARTITIONS
+        off = offsets[(e.topic, part)] = offsets.get((e.topic, part), -1) + 1
+        out.append((e.topic, part, off, e.customer_id.encode(), orjson.dumps(e.value)))
+    return out
+
+
+def all_on_broker(msgs: list[Message]) -> Any:
+    """The backlog check of a worker whose input is all on the broker already."""
+    ends: dict[tuple[str, int], int] = {}
+    for topic, part, off, _, _ in msgs:
+        ends[(topic, part)] = max(ends.get((topic, part), 0), off + 1)
+    return lambda topic, part, offset: offset + 1 < ends.get((topic, part), 0)
+
+
+def processor(out: Outputs, table: dict[bytes, bytes] | None = None, backlog: Any = None,
+              published: Any = None) -> Processor:
     wall = [1e9]
 
-    async def send_alert(a: ChurnAlert) -> None:
-        alerts.append(a)
+    def tick() -> float:
+        wall[0] += 0.001
+        return wall[0]
 
-    async def send_dead(key: Any, letter: Any) -> None:
-        dead.append(letter)
+    extra = {"resume": published} if published else {}
+    return Processor({} if table is None else table, Policy(), out.send_alert, out.send_dead,
+                     KINDS, backlog=backlog or (lambda *a: False), wall=tick, **extra)
 
-    proc = Processor({}, Policy(), send_alert, send_dead, KINDS, wall=lambda: wall[0])
 
+def feed(proc: Processor, msgs: list[Message], redeliver_every: int = 0) -> None:
     async def go() -> None:
-        offsets: dict[tuple[str, int], int] = {}
-        recent: list[tuple[str, int, int, bytes, bytes]] = []
-        for i, e in enumerate(pop.events):
-            part = zlib.crc32(e.customer_id.encode()) % PARTITIONS
-            off = offsets[(e.topic, part)] = offsets.get((e.topic, part), -1) + 1
-            msg = (e.topic, part, off, e.customer_id.encode(), orjson.dumps(e.value))
-            wall[0] += 0.001
+        recent: list[Message] = []
+        for i, msg in enumerate(msgs):
             await proc.handle(*msg)
             recent = [*recent[-50:], msg]
             if redeliver_every and i % redeliver_every == 0:
                 for old in recent:  # as after a crash: from the last commit on
                     await proc.handle(*old)
+        for part in range(PARTITIONS):
+            await proc.flush(part)
 
     asyncio.run(go())
-    assert dead == []
-    return alerts, proc
+
+
+def run(pop: Population, redeliver_every: int = 0) -> tuple[list[ChurnAlert], Processor]:
+    out = Outputs()
+    proc = processor(out)
+    feed(proc, messages(pop), redeliver_every)
+    assert out.dead == []
+    return out.alerts, proc
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +132,63 @@ def test_signals_separate_churners_from_loyal_customers(
     for a in baseline[0]:
         first.setdefault(a.customer_id, float(parse_ts(a.ts)))
     assert sum(first[p.customer_id] >= (p.drift_start or 0) for p in caught) >= 0.8 * len(caught)
+
+
+def test_the_order_topics_arrive_in_does_not_change_the_alerts(
+        population: Population, baseline: tuple[list[ChurnAlert], Processor]) -> None:
+    """Kafka interleaves topics differently in every run; the merge undoes it."""
+    msgs = messages(population)
+    by_topic = sorted(msgs, key=lambda m: (m[0] != "complaints", m[0] != "contacts"))
+    shuffled, queues = [], {t: [m for m in msgs if m[0] == t] for t in KINDS}
+    rng = random.Random(3)
+    while any(queues.values()):  # random interleaving, each topic in its own order
+        q = rng.choice([q for q in queues.values() if q])
+        shuffled.append(q.pop(0))
+    expected = sorted(a.alert_id for a in baseline[0])
+    for order in (by_topic, shuffled):
+        out = Outputs()
+        feed(processor(out, backlog=all_on_broker(order)), order)
+        assert sorted(a.alert_id for a in out.alerts) == expected
+
+
+def test_a_crash_between_flushes_neither_loses_nor_repeats_an_alert(
+        population: Population, baseline: tuple[list[ChurnAlert], Processor]) -> None:
+    """Kill a worker between two flushes, start another on what was made durable."""
+    msgs = messages(population)
+    backlog = all_on_broker(msgs)
+    committed: set[tuple[str, int, int]] = set()
+    table: dict[bytes, bytes] = {}
+    first = Outputs()
+    crashed = processor(first, table, backlog)
+
+    async def until_crash() -> None:
+        for n, msg in enumerate(msgs[: len(msgs) * 2 // 3]):
+            async def ack(m: Message = msg) -> None:
+                committed.add(m[:3])
+            await crashed.handle(*msg, ack=ack)
+            if n % 1000 == 999:
+                await crashed.flush(msg[1])
+
+    asyncio.run(until_crash())
+    assert crashed.parts[0].dirty and first.alerts  # something is lost with the process
+    topic_of_alerts = list(first.alerts)
+
+    # Kafka delivers every partition again from its first unacknowledged offset.
+    resume: dict[tuple[str, int], int] = {}
+    for topic, part, off, _, _ in msgs:
+        if (topic, part, off) not in committed:
+            resume.setdefault((topic, part), off)
+    ends = {(t, p): o + 1 for t, p, o, _, _ in msgs}
+    again = [m for m in msgs if m[2] >= resume.get((m[0], m[1]), 1 << 60)]
+
+    async def published(partition: int, start: int) -> Resumed:
+        return Resumed({a.alert_id for a in topic_of_alerts[start:]}, len(topic_of_alerts),
+                       {t: resume.get((t, p), ends.get((t, p), 0))
+                        for t, p in ends if p == partition})
+    second = Outputs()
+    restarted = processor(second, table, backlog, published)
+    feed(restarted, again)
+    assert restarted.stats.suppressed > 0  # it did raise some alerts a second time
+    ids = [a.alert_id for a in topic_of_alerts + second.alerts]
+    assert len(ids) == len(set(ids))
+    assert sorted(ids) == sorted(a.alert_id for a in baseline[0])
