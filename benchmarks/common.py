@@ -321,7 +321,8 @@ async def raw_consume(s: Settings, topics: Sequence[str], total: int,
             for records in batches.values():
                 if decode:
                     for r in records:
-                        orjson.loads(r.value)
+                        if r.value is not None:
+                            orjson.loads(r.value)
                 seen += len(records)
         return seen / (time.perf_counter() - started)
     finally:

@@ -161,9 +161,13 @@ async def with_worker(s: Settings, pop: Population, rate: float, proc: Any
     try:
         await asyncio.sleep(1.0)
         paced = await paced_produce(s, items, rate)
-        backlog_at_end = sum(paced.ends.values()) - await asyncio.to_thread(
-            committed_total, s, paced.ends)
         expected = sum(paced.ends.values())
+        # Events not yet applied when the input stopped (the applied counter;
+        # committed offsets trail it by up to the commit interval).
+        applied = await asyncio.to_thread(handled, s.web_port)
+        if applied is None:
+            applied = await asyncio.to_thread(committed_total, s, paced.ends)
+        backlog_at_end = max(0, expected - int(applied))
         deadline = time.monotonic() + max(60.0, paced.seconds)
         done = 0
         while time.monotonic() < deadline:
@@ -179,6 +183,14 @@ async def with_worker(s: Settings, pop: Population, rate: float, proc: Any
         stop.set()
         await reader
     return paced, got, backlog_at_end
+
+
+def handled(port: int) -> float | None:
+    """Messages the worker has dealt with: applied, dead-lettered or skipped."""
+    counts = [metric_sum(port, name) for name in (
+        "churnwatch_events_total", "churnwatch_dead_letters_total",
+        "churnwatch_duplicates_total")]
+    return None if counts[0] is None else sum(c or 0.0 for c in counts)
 
 
 def histogram_quantile(port: int, name: str, q: float) -> float | None:

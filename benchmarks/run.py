@@ -13,6 +13,7 @@ import json
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -112,8 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             log("interrupted; everything started has been stopped")
             return 130
-        except (WorkerFailed, RuntimeError, OSError) as exc:
+        except Exception as exc:
             failed[name] = f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, WorkerFailed):
+                traceback.print_exc()
             log(f"{name} failed: {failed[name]}")
             continue
         timings[name] = time.monotonic() - started
