@@ -423,3 +423,96 @@ __all__ = [
     "partition_for", "percentile", "produce_population", "produce_records", "raw_consume",
     "rss_bytes", "setup_topics", "topic_of", "wait_committed", "wait_ready", "worker",
 ]
+
+
+# -- profiling ---------------------------------------------------------------
+
+
+def py_spy() -> str | None:
+    """The py-spy executable, beside this Python or on PATH (optional)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.is_file() else shutil.which("py-spy")
+
+
+@contextlib.contextmanager
+def profiled(pid: int, path: Path | None) -> Iterator[None]:
+    """Sample ``pid`` with py-spy into ``path`` (folded stacks) while the block runs."""
+    exe = py_spy() if path is not None else None
+    if path is None or exe is None:
+        if path is not None:
+            log("py-spy not found: no profile")
+        yield
+        return
+    proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw",
+                             "--rate", "50", "--nonblocking", "--output", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(2)  # SIGINT: py-spy writes its output and exits
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+#: Where a worker's time goes: each sample is charged to the part owning the
+#: innermost frame that any of these path fragments match (first match wins).
+PROFILE_PARTS = (
+    ("churnwatch signals and scoring", ("stream_app/signals/", "stream_app/scoring.py",
+                                        "stream_app/alerting.py", "stream_app/playbook.py")),
+    ("churnwatch text matching", ("stream_app/text.py", "stream_app/concerns.py")),
+    ("churnwatch decoding", ("stream_app/decoding.py",)),
+    ("churnwatch state (fold, serialise)", ("stream_app/state.py",)),
+    ("churnwatch processor, other", ("stream_app/",)),
+    ("Prometheus sensor and metrics", ("faust/sensors/", "prometheus_client/")),
+    ("RocksDB store", ("faust/stores/rocksdb.py", "rocksdict")),
+    ("faust tables and changelog", ("faust/tables/",)),
+    ("faust streams, agents, consumer", ("faust/",)),
+    ("aiokafka producer", ("aiokafka/producer/",)),
+    ("aiokafka consumer", ("aiokafka/consumer/",)),
+    ("aiokafka protocol and connection", ("aiokafka/",)),
+    ("mode (services, timers)", ("mode/",)),
+    ("logging", ("logging/",)),
+    ("asyncio event loop and sockets", ("asyncio/", "selectors.py")),
+)
+
+
+def summarize_profile(path: Path, top: int = 10) -> list[str]:
+    """Share of samples per part of the worker, and the top own-time functions."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    total = 0
+    parts: dict[str, int] = {}
+    self_time: dict[str, int] = {}
+    for line in lines:
+        stack, _, count_text = line.rpartition(" ")
+        try:
+            count = int(count_text)
+        except ValueError:
+            continue
+        total += count
+        frames = stack.split(";")
+        owner = "other"
+        for frame in reversed(frames):
+            hit = next((name for name, needles in PROFILE_PARTS
+                        if any(n in frame for n in needles)), None)
+            if hit is not None:
+                owner = hit
+                break
+        parts[owner] = parts.get(owner, 0) + count
+        self_time[frames[-1]] = self_time.get(frames[-1], 0) + count
+    if not total:
+        return []
+    out = [f"{total:,} samples; share per part (innermost known frame):"]
+    out += [f"  {100 * n / total:5.1f}%  {name}"
+            for name, n in sorted(parts.items(), key=lambda kv: -kv[1])]
+    out.append("top functions by own time:")
+    for leaf, n in sorted(self_time.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"  {100 * n / total:5.1f}%  {leaf}")
+    return out

@@ -30,8 +30,8 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[Figure]]] = {
 }
 
 #: --quick: a smoke run of all benchmarks in a few minutes.
-QUICK = {"customers": 1000, "latency_seconds": 20.0, "rates": "1000,2000",
-         "memory_customers": "10000,100000", "scale_customers": 1000}
+QUICK = {"customers": 500, "latency_seconds": 10.0, "rates": "1000,2000",
+         "memory_customers": "10000,100000", "scale_customers": 500}
 #: The full run's sizes (what the README reports).  The throughput stream of
 #: 20,000 customers over 540 days is about 1 M events: at a few hundred events/s
 #: that is most of an hour, hence --customers.
@@ -69,6 +69,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help=f"scale-out: customers in the stream (default "
                         f"{FULL['scale_customers']:,})")
     p.add_argument("--out", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="throughput: sample the worker with py-spy (if installed) into "
+                        "DIR/throughput-worker.folded and print where its time goes")
     p.add_argument("--keep", action="store_true",
                    help="keep each benchmark's temporary directory (logs, state)")
     args = p.parse_args(argv)
@@ -84,6 +87,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from "
                 f"{', '.join(BENCHMARKS)}")
     args.chosen = list(dict.fromkeys(chosen))
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     args.rate_list = [int(float(r)) for r in str(args.rates).split(",") if r.strip()]
     args.memory_list = [int(float(n)) for n in str(args.memory_customers).split(",")
                         if n.strip()]

@@ -25,8 +25,10 @@ from .common import (
     log,
     metric_sum,
     produce_population,
+    profiled,
     raw_consume,
     setup_topics,
+    summarize_profile,
     wait_committed,
     worker,
 )
@@ -54,12 +56,16 @@ def run(args: argparse.Namespace) -> list[Figure]:
         log(f"{NAME}: produced at {produce_rate:,.0f} events/s; raw consume...")
         raw = asyncio.run(raw_consume(s, s.input_topics[:3], total))
         log(f"{NAME}: raw aiokafka consumer {raw:,.0f} events/s; starting the worker")
-        with worker(s, bench.log_path("worker")) as proc:
+        profile = args.profile / "throughput-worker.folded" if args.profile else None
+        with worker(s, bench.log_path("worker")) as proc, profiled(proc.pid, profile):
             seen = wait_committed(s, ends, [proc], label=f"{NAME} worker",
                                   poll=0.25, ports=[s.web_port])
             applied = metric_sum(s.web_port, "churnwatch_events_total")
             alerts = metric_sum(s.web_port, "churnwatch_alerts_total")
         rate = seen.rate
+    if profile is not None:
+        for line in summarize_profile(profile):
+            log(f"{NAME} profile: {line}")
     figures.append(Figure(NAME, "produce_rate", produce_rate, "events/s", params=params,
                           label="producing the events (aiokafka)"))
     figures.append(Figure(NAME, "raw_consume_rate", raw, "events/s", params=params,
