@@ -34,6 +34,7 @@ is derived and rebuilt after a rebalance, so losing a worker loses nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, deque
@@ -182,6 +183,10 @@ class Processor:
         self.wall = wall
         self.resume = resume
         self.parts: dict[int, PartitionWork] = {}
+        #: One coroutine at a time per partition: the agents of its topics and
+        #: its ticks run concurrently, and an await in the middle of applying
+        #: an event must not let another event of the partition overtake it.
+        self.locks: dict[int, asyncio.Lock] = {}
         self.cache: dict[str, CustomerState] = {}
         self.due = DueIndex()
         self.stale = True
@@ -218,20 +223,19 @@ class Processor:
         self.stale = True
 
     def rebuild(self) -> None:
-        """Re-derive the due index and the clocks from the table."""
+        """Re-derive the due index from the table."""
         self.reset()
-        wall = self.wall()
         count = 0
+        # The clocks are not restored from the states: a state may be ahead of
+        # the committed offsets (written, but the commit did not happen before
+        # a crash), and the events delivered again must not count as late.
+        # Each partition's clock restarts with the first event it releases.
         for key, raw in list(self.table.items()):
             if not is_customer_key(key):
                 continue
             count += 1
             d = orjson.loads(raw)
-            part, due, last = d["partition"], d["due_ts"], d["last_ts"]
-            self.due.schedule(part, key.decode(), due)
-            work = self._work(part)
-            if work.clock is None or last > work.clock:
-                work.clock, work.clock_wall = last, wall
+            self.due.schedule(d["partition"], key.decode(), d["due_ts"])
         self.customers = count
         metrics.CUSTOMERS.set(count)
         self.stale = False
@@ -263,6 +267,12 @@ class Processor:
 
     # -- per message ------------------------------------------------------
 
+    def _lock(self, partition: int) -> asyncio.Lock:
+        lock = self.locks.get(partition)
+        if lock is None:
+            lock = self.locks[partition] = asyncio.Lock()
+        return lock
+
     async def handle(self, topic: str, partition: int, offset: int,
                      key: bytes | None, value: bytes | None,
                      ingested: float | None = None, ack: Ack | None = None) -> None:
@@ -271,7 +281,20 @@ class Processor:
         ``ack`` is called once the message's effects are safely written; the
         caller must not acknowledge it itself.
         """
+        async with self._lock(partition):
+            await self._handle(topic, partition, offset, key, value, ingested, ack)
+
+    async def _handle(self, topic: str, partition: int, offset: int,
+                      key: bytes | None, value: bytes | None,
+                      ingested: float | None, ack: Ack | None) -> None:
         work = await self._ready(partition)
+        if offset <= work.offered.get(topic, -1):
+            # Delivered again in the same session (Faust may re-fetch a
+            # partition's last message): the first copy is applied or queued,
+            # and its ack covers this offset too.
+            self.stats.duplicates += 1
+            metrics.DUPLICATES.labels(topic).inc()
+            return
         work.offered[topic] = offset
         result = decode(self.kinds[topic], key, value)
         if isinstance(result, Rejected):
@@ -298,17 +321,18 @@ class Processor:
         await self._release(partition, work)
         if (len(work.acks) >= FLUSH_EVENTS
                 or self.wall() - work.last_flush >= FLUSH_SECONDS):
-            await self.flush(partition)
+            await self._flush(partition)
 
     async def tick(self, partition: int) -> int:
         """The idle clock: release, sweep and flush a partition with no input."""
-        work = await self._ready(partition)
-        await self._release(partition, work)
-        now = self.clock_now(partition, self.wall())
-        done = 0 if now is None else await self.run_due(partition, now)
-        metrics.DUE.set(sum(len(h) for h in self.due.heaps.values()))
-        await self.flush(partition)
-        return done
+        async with self._lock(partition):
+            work = await self._ready(partition)
+            await self._release(partition, work)
+            now = self.clock_now(partition, self.wall())
+            done = 0 if now is None else await self._run_due(partition, now)
+            metrics.DUE.set(sum(len(h) for h in self.due.heaps.values()))
+            await self._flush(partition)
+            return done
 
     async def _release(self, partition: int, work: PartitionWork) -> None:
         """Apply every queued event the merge order allows, timers in between."""
@@ -318,7 +342,7 @@ class Processor:
         while (q := work.queue.pop(waiting)) is not None:
             if q.ack is not None:
                 work.acks.append(q.ack)
-            await self.run_due(partition, q.decoded.ts)
+            await self._run_due(partition, q.decoded.ts)
             try:
                 await self._apply(partition, work, q)
             except Exception as exc:
@@ -345,6 +369,11 @@ class Processor:
         state = self.load(cid)
         if state is None:
             state = self.cache[cid] = new_state(cid)
+        # The clock moves over events applied before a crash too, so that it
+        # follows the same course as in a run that never stopped.
+        if work.clock is None or d.ts > work.clock:
+            work.clock = d.ts
+        work.clock_wall = self.wall()
         if already_applied(state, q.topic, q.offset):
             self.stats.duplicates += 1
             metrics.DUPLICATES.labels(q.topic).inc()
@@ -352,9 +381,6 @@ class Processor:
         if state.first_ts == 0.0:
             self.customers += 1
             metrics.CUSTOMERS.set(self.customers)
-        if work.clock is None or d.ts > work.clock:
-            work.clock = d.ts
-        work.clock_wall = self.wall()
         apply_event(state, d.record, d.ts, topic=q.topic, partition=partition,
                     offset=q.offset, policy=self.policy)
         # A late event (within the allowed lateness) is judged at the
@@ -390,6 +416,10 @@ class Processor:
             metrics.INGEST_TO_ALERT.observe(max(0.0, self.wall() - ingested))
 
     async def run_due(self, partition: int, now: float) -> int:
+        async with self._lock(partition):
+            return await self._run_due(partition, now)
+
+    async def _run_due(self, partition: int, now: float) -> int:
         """Re-assess every customer of ``partition`` whose due time has passed.
 
         Each is judged at its own due time, not at ``now``: the alert's event
@@ -423,6 +453,10 @@ class Processor:
             "queued_for_redelivery": sum(len(w.queue) for w in self.parts.values())}})
 
     async def flush(self, partition: int) -> None:
+        async with self._lock(partition):
+            await self._flush(partition)
+
+    async def _flush(self, partition: int) -> None:
         """Make the partition's applied events durable, then acknowledge them."""
         work = self.parts.get(partition)
         if work is None:
