@@ -21,7 +21,7 @@ from faust.streams import _current_event, current_event
 from faust.types import TP, EventT
 from mode import BaseSignalT
 
-from . import topics
+from . import metrics, topics
 from .app import app, policy, settings
 from .processing import Processor, Resumed
 from .records import ChurnAlert, DeadLetter
@@ -191,6 +191,13 @@ async def send_ticks() -> None:
     for tp in app.consumer.assignment():
         if tp.topic == topics.CLOCK_TOPIC:
             await topics.clock.send(key=b"tick", value=b"", partition=tp.partition)
+        elif tp.topic in topics.KIND_BY_TOPIC:
+            # Lag from the fetch high-water mark, which every broker reports
+            # honestly (end offsets from ListOffsets are not, on some).
+            highwater = app.consumer.highwater(tp)
+            lag = None if highwater is None else processor.lag(tp.topic, tp.partition, highwater)
+            if lag is not None:
+                metrics.LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
 
 @app.on_partitions_revoked.connect

@@ -21,6 +21,13 @@ ALERTS = Counter("churnwatch_alerts_total", "Alerts sent, per signal in them",
                  ["signal", "severity", "route"])
 FEEDBACK = Counter("churnwatch_feedback_total", "Feedback outcomes applied", ["outcome"])
 CUSTOMERS = Gauge("churnwatch_customers_tracked", "Customers with state on this worker")
+LAG = Gauge("churnwatch_consumer_lag_messages",
+            "Messages on the broker not yet handed to the processor (fetch high-water "
+            "mark minus the next offset), per input topic partition owned by this worker",
+            ["topic", "partition"])
+SUPPRESSED = Counter("churnwatch_alerts_suppressed_total",
+                     "Alerts raised again after a restart or rebalance that were already "
+                     "published (not sent twice)")
 DUE = Gauge("churnwatch_timer_index_entries", "Entries in the timer sweep's due index")
 _DAY = 86400.0
 EVENT_TO_ALERT = Histogram(

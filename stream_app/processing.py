@@ -406,6 +406,7 @@ class Processor:
             # Published before a crash or a rebalance; the state now knows it.
             work.published.discard(alert.alert_id)
             self.stats.suppressed += 1
+            metrics.SUPPRESSED.inc()
             return
         work.alert_offsets.append(await self.send_alert(alert, partition))
         self.recent_alerts.append(alert)
@@ -494,6 +495,13 @@ class Processor:
         for cid in list(self.cache)[: excess + CACHE_STATES // 5]:
             if cid not in dirty:
                 del self.cache[cid]
+
+    def lag(self, topic: str, partition: int, highwater: int) -> int | None:
+        """Messages of ``topic`` in ``partition`` not handed in yet, or None if unknown."""
+        work = self.parts.get(partition)
+        if work is None or topic not in work.offered:
+            return None
+        return max(0, highwater - work.offered[topic] - 1)
 
     def clock_now(self, partition: int, wall: float) -> float | None:
         """The partition's event time, or None before its first event.
