@@ -73,8 +73,12 @@ async def _resume(partition: int, checkpoint: int) -> Resumed:
     ids published since the alerts checkpoint (so none is published twice)."""
     alerts = TopicPartition(settings.topic_alerts, partition)
     inputs = [TopicPartition(t, partition) for t in topics.KIND_BY_TOPIC]
-    consumer = AIOKafkaConsumer(**kafka_client_options(settings), group_id=settings.app_id,
-                                enable_auto_commit=False)
+    # No group id: a second member-less client of the worker's own group
+    # upsets some brokers.  Faust has just sought every assigned partition to
+    # its committed offset; that is where the input resumes.
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings), enable_auto_commit=False,
+                                group_id=None)
+    committed: dict[TP, int] = getattr(app.consumer, "_committed_offset", {})
     ids: set[str] = set()
     position = checkpoint
     await consumer.start()
@@ -82,8 +86,8 @@ async def _resume(partition: int, checkpoint: int) -> Resumed:
         earliest = await consumer.beginning_offsets(inputs)
         starts = {}
         for tp in inputs:
-            committed = await consumer.committed(tp)
-            starts[tp.topic] = committed if committed is not None else earliest[tp]
+            offset = committed.get(TP(tp.topic, tp.partition))
+            starts[tp.topic] = offset if offset is not None else earliest[tp]
         consumer.assign([alerts])
         consumer.seek(alerts, checkpoint)
         deadline = time.monotonic() + READBACK_SECONDS
@@ -106,6 +110,10 @@ async def _resume(partition: int, checkpoint: int) -> Resumed:
     return Resumed(ids, position, starts)
 
 
+async def _flush_producer() -> None:
+    await app.producer.flush()
+
+
 processor = Processor(
     customer_to_state,
     policy,
@@ -114,6 +122,7 @@ processor = Processor(
     kinds=topics.KIND_BY_TOPIC,
     backlog=_backlog,
     resume=_resume,
+    seal=_flush_producer if settings.broker_profile == "local" else None,
 )
 
 

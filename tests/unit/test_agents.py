@@ -28,6 +28,7 @@ async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, list[
     monkeypatch.setattr(processor, "send_alert", outputs.send_alert)
     monkeypatch.setattr(processor, "send_dead_letter", outputs.send_dead)
     monkeypatch.setattr(processor, "resume", processing.nothing_published)
+    monkeypatch.setattr(processor, "seal", None)  # no producer in Faust's test mode
     # Flush after every event, so that the table is written inside the agent.
     monkeypatch.setattr(processing, "FLUSH_SECONDS", 0.0)
     # Each test tells its own story in event time: no clock restored from
