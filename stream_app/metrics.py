@@ -8,7 +8,9 @@ text before its first colon, digits masked), never customer ids.
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -40,6 +42,17 @@ INGEST_TO_ALERT = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 
 _DIGITS = re.compile(r"\d+")
+
+
+@functools.cache
+def events_in(topic: str) -> Any:
+    """The per-topic child of EVENTS (``labels()`` costs a lock and a lookup per call)."""
+    return EVENTS.labels(topic)
+
+
+@functools.cache
+def duplicates_in(topic: str) -> Any:
+    return DUPLICATES.labels(topic)
 
 
 def reason_kind(reason: str) -> str:

@@ -320,7 +320,7 @@ class Processor:
             # partition's last message): the first copy is applied or queued,
             # and its ack covers this offset too.
             self.stats.duplicates += 1
-            metrics.DUPLICATES.labels(topic).inc()
+            metrics.duplicates_in(topic).inc()
             return
         work.offered[topic] = offset
         turn = None
@@ -410,7 +410,7 @@ class Processor:
         work.clock_wall = self.wall()
         if already_applied(state, q.topic, q.offset):
             self.stats.duplicates += 1
-            metrics.DUPLICATES.labels(q.topic).inc()
+            metrics.duplicates_in(q.topic).inc()
             return
         if state.first_ts == 0.0:
             self.customers += 1
@@ -422,7 +422,7 @@ class Processor:
         await self._assess(partition, work, state, work.clock, q.ingested)
         kind = self.kinds[q.topic]
         self.stats.events[kind] += 1
-        metrics.EVENTS.labels(q.topic).inc()
+        metrics.events_in(q.topic).inc()
         if isinstance(d.record, Feedback):
             metrics.FEEDBACK.labels(d.record.outcome).inc()
 
