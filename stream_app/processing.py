@@ -82,7 +82,7 @@ Resume = Callable[[int, int], Awaitable[Resumed]]
 Ack = Callable[[], Awaitable[Any]]
 
 #: How often a partition's changed states are written and its events acked.
-FLUSH_SECONDS = 0.5
+FLUSH_SECONDS = 1.0
 FLUSH_EVENTS = 5000
 #: Customer states kept in memory between flushes (beyond those changed).
 CACHE_STATES = 20000
