@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="simulated days of history (540: a year of baseline, then drift)")
     d.add_argument("--seed", type=int, default=7, help="random seed (7)")
     d.add_argument("--quiet", action="store_true", help="show progress and summary only")
+    d.add_argument("--serve", action="store_true",
+                   help="keep the broker and worker running after the summary, to try the "
+                        "look-up API and /metrics (Ctrl-C stops them)")
 
     w = sub.add_parser("worker", help="run one stream-processing worker (production)",
                        description="Run one Faust worker against CHURNWATCH_BROKER_URL. "
@@ -124,7 +127,8 @@ def _run(args: argparse.Namespace) -> int:
         # SIGTERM both unwind the demo, which stops the worker and broker.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-        return run_demo(settings, args.customers, args.days, args.seed, args.quiet)
+        return run_demo(settings, args.customers, args.days, args.seed, args.quiet,
+                        serve=args.serve)
     if args.command == "worker":
         from .worker import run_worker
 

@@ -19,6 +19,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -246,7 +248,7 @@ def summarize(pop: Population, got: Collected, processed: int, seconds: float,
 
 
 def run_demo(base: Settings, customers: int, days: int, seed: int, quiet: bool,
-             out: TextIO = sys.stdout) -> int:
+             out: TextIO = sys.stdout, serve: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="churnwatch-demo-"))
     progress = Progress(sys.stderr)
     out.write(f"Generating {customers:,} customers over {days} days (seed {seed})...\n")
@@ -307,4 +309,53 @@ def run_demo(base: Settings, customers: int, days: int, seed: int, quiet: bool,
             reader.join(timeout=5)
             progress.clear()
             summarize(pop, got, total, seconds, out)
+            show_lookup(s, got, out)
+            if serve:
+                out.write(f"\nThe worker keeps running: http://{s.web_host}:{s.web_port}/ "
+                          "(/customers/{id}, /alerts, /metrics). Ctrl-C to stop.\n")
+                out.flush()
+                while worker.poll() is None:
+                    time.sleep(1.0)
     return 0
+
+
+#: The worker's own metrics the demo checks for on /metrics.
+DEMO_METRICS = (
+    "churnwatch_events_total", "churnwatch_dead_letters_total", "churnwatch_alerts_total",
+    "churnwatch_customers_tracked", "churnwatch_consumer_lag_messages",
+    "churnwatch_ingest_to_alert_seconds", "churnwatch_event_time_to_alert_seconds",
+    "churnwatch_faust_messages_received_per_topic", "churnwatch_faust_table_operations",
+)
+
+
+def _get(s: Settings, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://{s.web_host}:{s.web_port}{path}",
+                                    timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError as exc:
+        return 0, str(exc).encode()
+
+
+def show_lookup(s: Settings, got: Collected, out: TextIO) -> None:
+    """Ask the running worker about the riskiest customer, as a call centre would."""
+    if not got.alerts:
+        return
+    top = max(got.alerts, key=lambda a: a["risk_score"])["customer_id"]
+    status, body = _get(s, f"/customers/{top}")
+    out.write(f"\nLook-up  GET /customers/{top}  ->  HTTP {status}\n")
+    if status == 200:
+        r = orjson.loads(body)
+        out.write(f"  risk {r['risk_score']:.1f} ({r['severity']}), route {r['route']}, "
+                  f"signals {', '.join(x['code'] for x in r['signals']) or 'none'} "
+                  f"as of {r['at']}\n")
+        if r.get("summary"):
+            out.write(f"  {r['summary']}\n")
+    status, body = _get(s, "/metrics")
+    text = body.decode("utf-8", "replace")
+    missing = [m for m in DEMO_METRICS if m not in text]
+    out.write(f"Metrics  GET /metrics  ->  HTTP {status}, "
+              f"{len(DEMO_METRICS) - len(missing)}/{len(DEMO_METRICS)} churnwatch metrics"
+              + (f" (missing: {', '.join(missing)})" if missing else "") + "\n")

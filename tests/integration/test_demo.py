@@ -53,3 +53,16 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
         assert demo.wait(timeout=60) == 130
     assert "interrupted" in out.read_text()
     assert processes_mentioning(f"127.0.0.1:{port}") == []
+
+
+def test_the_demo_ends_with_a_live_look_up_and_every_metric(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "stream_app", "demo", "--customers", "150",
+                           "--days", "400", "--quiet"], capture_output=True, text=True,
+                          timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lookup = re.search(r"Look-up  GET /customers/(\S+)  ->  HTTP (\d+)\n  risk ([\d.]+)",
+                       done.stdout)
+    assert lookup and lookup.group(2) == "200", done.stdout[-1500:]
+    assert float(lookup.group(3)) >= 30  # the riskiest alerted customer is still at risk
+    metrics = re.search(r"Metrics  GET /metrics  ->  HTTP 200, (\d+)/(\d+) churnwatch", done.stdout)
+    assert metrics and metrics.group(1) == metrics.group(2), done.stdout[-800:]
