@@ -143,6 +143,48 @@ def consume_outputs(s: Settings, into: Collected, stop: threading.Event,
         consumer.close()
 
 
+class WorkerStopped(RuntimeError):
+    """The worker exited or stalled before processing everything."""
+
+
+def wait_processed(s: Settings, worker: subprocess.Popen[bytes],
+                   offsets: dict[tuple[str, int], int], got: Collected, progress: Progress,
+                   log_path: Path) -> None:
+    """Show progress until the worker has committed every offset in ``offsets``."""
+    expected = sum(offsets.values())
+    processed, advanced = 0, time.monotonic()
+    while processed < expected:
+        if worker.poll() is not None:
+            raise WorkerStopped(f"The worker stopped (exit {worker.returncode}); "
+                                f"see {log_path}")
+        if time.monotonic() - advanced > STALL_SECONDS:
+            raise WorkerStopped(f"The worker made no progress for {STALL_SECONDS} s; "
+                                f"see {log_path}")
+        done = min(expected, committed_total(s, offsets))
+        if done > processed:
+            processed, advanced = done, time.monotonic()
+        progress.show(f"  worker processed {processed:,}/{expected:,} events, "
+                      f"{len(got.alerts):,} alerts", 100 * processed / expected)
+        if processed < expected:
+            time.sleep(1.0)
+
+
+def finish_reading(got: Collected, stop: threading.Event, reader: threading.Thread,
+                   quiet: float = 2.0) -> None:
+    """Stop the output reader once no alert has come for ``quiet`` seconds.
+
+    Alerts are confirmed before offsets are committed, so once everything is
+    committed they are on the topic; the reader only has to catch up.
+    """
+    seen, quiet_since = len(got.alerts), time.monotonic()
+    while time.monotonic() - quiet_since < quiet:
+        time.sleep(0.2)
+        if len(got.alerts) != seen:
+            seen, quiet_since = len(got.alerts), time.monotonic()
+    stop.set()
+    reader.join(timeout=5)
+
+
 def committed_total(s: Settings, partitions: dict[tuple[str, int], int]) -> int:
     """Events the worker has processed and committed (offsets of its group)."""
     consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=s.app_id,
@@ -277,36 +319,14 @@ def run_demo(base: Settings, customers: int, days: int, seed: int, quiet: bool,
             started = time.monotonic()
             produced: dict[tuple[str, int], int] = {}
             total = produce(s, pop, progress, produced)
-            expected = sum(produced.values())
             progress.phase()
-            processed, advanced = 0, time.monotonic()
-            while processed < expected:
-                if worker.poll() is not None:
-                    out.write(f"\nThe worker stopped (exit {worker.returncode}); "
-                              f"see {workdir / 'worker.log'}\n")
-                    return 1
-                if time.monotonic() - advanced > STALL_SECONDS:
-                    out.write(f"\nThe worker made no progress for {STALL_SECONDS} s; "
-                              f"see {workdir / 'worker.log'}\n")
-                    return 1
-                now_done = min(expected, committed_total(s, produced))
-                if now_done > processed:
-                    processed, advanced = now_done, time.monotonic()
-                progress.show(f"  worker processed {processed:,}/{expected:,} events, "
-                              f"{len(got.alerts):,} alerts", 100 * processed / expected)
-                if processed < expected:
-                    time.sleep(1.0)
+            try:
+                wait_processed(s, worker, produced, got, progress, workdir / "worker.log")
+            except WorkerStopped as exc:
+                out.write(f"\n{exc}\n")
+                return 1
             seconds = time.monotonic() - started
-            # Alerts are acknowledged before offsets are committed: let the
-            # reader drain what is already on the topic.
-            quiet_since = time.monotonic()
-            seen = len(got.alerts)
-            while time.monotonic() - quiet_since < 2.0:
-                time.sleep(0.2)
-                if len(got.alerts) != seen:
-                    seen, quiet_since = len(got.alerts), time.monotonic()
-            stop.set()
-            reader.join(timeout=5)
+            finish_reading(got, stop, reader)
             progress.clear()
             summarize(pop, got, total, seconds, out)
             show_lookup(s, got, out)

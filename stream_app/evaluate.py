@@ -33,7 +33,15 @@ from .admin import create_topics
 from .alerting import evaluate_signals, iso
 from .broker import LocalBroker, free_port
 from .decoding import parse_ts
-from .demo import Collected, Progress, committed_total, consume_outputs, running_worker
+from .demo import (
+    Collected,
+    Progress,
+    WorkerStopped,
+    consume_outputs,
+    finish_reading,
+    running_worker,
+    wait_processed,
+)
 from .evaluation import DAY, Split, evaluate_split
 from .mapping import Loaded, MappedEvent
 from .replay import send
@@ -41,8 +49,6 @@ from .scoring import risk_score
 from .settings import Settings
 from .state import CustomerState
 
-#: Give up when the worker commits nothing for this long.
-STALL_SECONDS = 120
 #: After the last commit, how long the changelog may take to show every customer.
 STATE_WAIT_SECONDS = 60
 
@@ -163,34 +169,14 @@ def run(base: Settings, loaded: Loaded, cutoff: float, horizon_days: float,
             log(f"Replaying {len(replay):,} events up to {iso(cutoff)}...\n")
             sent = send(s, replay, len(replay), progress)
             progress.phase()
-            expected = sum(sent.offsets.values())
-            processed, advanced = 0, time.monotonic()
-            while processed < expected:
-                if worker.poll() is not None:
-                    raise EvaluationError(f"the worker stopped (exit {worker.returncode}); "
-                                          f"see {workdir / 'worker.log'}")
-                if time.monotonic() - advanced > STALL_SECONDS:
-                    raise EvaluationError(f"the worker made no progress for {STALL_SECONDS} "
-                                          f"s; see {workdir / 'worker.log'}")
-                done = min(expected, committed_total(s, sent.offsets))
-                if done > processed:
-                    processed, advanced = done, time.monotonic()
-                progress.show(f"  worker processed {processed:,}/{expected:,} events, "
-                              f"{len(got.alerts):,} alerts", 100 * processed / expected)
-                if processed < expected:
-                    time.sleep(1.0)
+            try:
+                wait_processed(s, worker, sent.offsets, got, progress, workdir / "worker.log")
+            except WorkerStopped as exc:
+                raise EvaluationError(str(exc)) from None
             processed_at = time.monotonic()
             progress.phase()
             states = read_states(s, last_event, STATE_WAIT_SECONDS, progress)
-            # Alerts are acknowledged before offsets are committed: by now
-            # they are on the topic; give the reader a moment to drain it.
-            seen, quiet_since = len(got.alerts), time.monotonic()
-            while time.monotonic() - quiet_since < 2.0:
-                time.sleep(0.2)
-                if len(got.alerts) != seen:
-                    seen, quiet_since = len(got.alerts), time.monotonic()
-            stop.set()
-            reader.join(timeout=5)
+            finish_reading(got, stop, reader)
             progress.clear()
     risk = score_at(states, cutoff, s)
     alerts: dict[str, list[tuple[float, int]]] = {}
