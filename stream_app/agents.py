@@ -123,6 +123,7 @@ processor = Processor(
     backlog=_backlog,
     resume=_resume,
     seal=_flush_producer if settings.broker_profile == "local" else None,
+    flush_seconds=settings.flush_seconds,
 )
 
 

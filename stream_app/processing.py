@@ -81,7 +81,8 @@ Resume = Callable[[int, int], Awaitable[Resumed]]
 #: Acknowledges one message to Faust (its offset may then be committed).
 Ack = Callable[[], Awaitable[Any]]
 
-#: How often a partition's changed states are written and its events acked.
+#: How often a partition's changed states are written and its events acked
+#: (``CHURNWATCH_FLUSH_SECONDS``), or after how many events.
 FLUSH_SECONDS = 1.0
 FLUSH_EVENTS = 5000
 #: Customer states kept in memory between flushes (beyond those changed).
@@ -191,6 +192,7 @@ class Processor:
         wall: Callable[[], float] = time.time,
         resume: Resume = nothing_published,
         seal: Callable[[], Awaitable[None]] | None = None,
+        flush_seconds: float = FLUSH_SECONDS,
         recent_alerts: int = 1000,
     ) -> None:
         self.table = table
@@ -209,6 +211,7 @@ class Processor:
         #: all recovery can miss is a checkpoint, and a stale one only makes
         #: the next start read more of the alerts topic.
         self.seal = seal
+        self.flush_seconds = flush_seconds
         self.parts: dict[int, PartitionWork] = {}
         #: One coroutine at a time per partition: the agents of its topics and
         #: its ticks run concurrently, and an await in the middle of applying
@@ -355,7 +358,7 @@ class Processor:
                                 Queued(topic, offset, result, ingested, turn))
         await self._release(partition, work)
         if (work.done >= FLUSH_EVENTS
-                or self.wall() - work.last_flush >= FLUSH_SECONDS):
+                or self.wall() - work.last_flush >= self.flush_seconds):
             await self._flush(partition)
 
     async def tick(self, partition: int) -> int:

@@ -73,6 +73,10 @@ class Settings:
     #: Wall-clock seconds between idle-clock ticks: how soon silence is
     #: noticed when no events arrive at all.
     tick_seconds: float = 5.0
+    #: How often a partition's changed states are written and its events
+    #: acknowledged: longer writes fewer changelog messages for busy
+    #: customers; a crash redoes at most this much work.
+    flush_seconds: float = 1.0
     #: How long a fetch may wait on the broker for data.  Faust's default
     #: (1500 ms) adds over a second of latency to every alert.
     fetch_max_wait_ms: int = 100
@@ -228,6 +232,8 @@ def validate(s: Settings) -> Settings:
         raise bad("web_port", "expected a TCP port 1..65535")
     if not 0.1 <= s.tick_seconds <= 3600:
         raise bad("tick_seconds", "expected 0.1..3600 seconds")
+    if not 0.01 <= s.flush_seconds <= 60:
+        raise bad("flush_seconds", "expected 0.01..60 seconds")
     if not 0 <= s.fetch_max_wait_ms <= 10000:
         raise bad("fetch_max_wait_ms", "expected 0..10000 milliseconds")
     if s.log_level not in LOG_LEVELS:

@@ -30,7 +30,7 @@ async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, list[
     monkeypatch.setattr(processor, "resume", processing.nothing_published)
     monkeypatch.setattr(processor, "seal", None)  # no producer in Faust's test mode
     # Flush after every event, so that the table is written inside the agent.
-    monkeypatch.setattr(processing, "FLUSH_SECONDS", 0.0)
+    monkeypatch.setattr(processor, "flush_seconds", 0.0)
     # Each test tells its own story in event time: no clock restored from
     # the customers an earlier test left in the table.
     processor.reset()
