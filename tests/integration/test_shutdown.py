@@ -43,17 +43,19 @@ def wait_until(condition: object, timeout: float = 120.0) -> None:
 
 
 def test_sigterm_finishes_and_commits_in_flight_work(tmp_path: Path) -> None:
-    pop = generate(customers=150, days=400, seed=3)
+    # Big enough that the worker is still busy when it is stopped.
+    pop = generate(customers=500, days=540, seed=3)
     with LocalBroker(log_path=tmp_path / "broker.log") as broker:
         s = Settings().with_overrides(
             broker_url=broker.url, broker_profile="local", store="rocksdb://",
             data_dir=str(tmp_path / "state"), web_port=free_port(), app_id="churnwatch-term")
         create_topics(s)
-        producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks=1)
+        producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks=1, linger_ms=20)
+        sent = [producer.send(e.topic, key=e.customer_id.encode(), value=orjson.dumps(e.value))
+                for e in pop.events]
         ends: dict[tuple[str, int], int] = {}
-        for e in pop.events:
-            md = producer.send(e.topic, key=e.customer_id.encode(),
-                               value=orjson.dumps(e.value)).get(timeout=30)
+        for fut in sent:
+            md = fut.get(timeout=60)
             ends[(md.topic, md.partition)] = max(ends.get((md.topic, md.partition), 0),
                                                  md.offset + 1)
         producer.close()
