@@ -18,7 +18,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from stream_app.admin import create_topics
 from stream_app.broker import LocalBroker, free_port
 from stream_app.demo import running_worker
-from stream_app.settings import Settings
+from stream_app.settings import Settings, kafka_client_options
+from stream_app.synthetic import Population
 
 #: Upper bound on waiting for an expected output; the tests poll, never sleep.
 WAIT = 120.0
@@ -77,6 +78,20 @@ class Cluster:
         tail = self.log.read_text(errors="replace")[-3000:]
         raise AssertionError(f"no expected output on {topic} within {timeout:.0f} s; "
                              f"got {len(records)} records. Worker log tail:\n{tail}")
+
+
+def produce_population(s: Settings, pop: Population) -> dict[tuple[str, int], int]:
+    """Put a synthetic population's events on the broker; the end offset per partition."""
+    producer = KafkaProducer(**kafka_client_options(s), acks=1, linger_ms=20)
+    sent = [producer.send(e.topic, key=e.customer_id.encode(), value=orjson.dumps(e.value))
+            for e in pop.events]
+    ends: dict[tuple[str, int], int] = {}
+    for fut in sent:
+        md = fut.get(timeout=60)
+        ends[(md.topic, md.partition)] = max(ends.get((md.topic, md.partition), 0),
+                                             md.offset + 1)
+    producer.close()
+    return ends
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 
 from stream_app.admin import create_topics
 from stream_app.broker import LocalBroker, free_port
@@ -25,6 +25,7 @@ from stream_app.demo import committed_total, running_worker
 from stream_app.settings import Settings, kafka_client_options
 from stream_app.synthetic import generate
 
+from .conftest import produce_population
 from .test_shutdown import metric, wait_until
 
 pytestmark = pytest.mark.integration
@@ -60,15 +61,7 @@ def test_sigkill_and_restart_neither_loses_nor_duplicates_alerts(tmp_path: Path)
         for s in runs.values():
             create_topics(s)
         base = runs["whole"]
-        producer = KafkaProducer(**kafka_client_options(base), acks=1, linger_ms=20)
-        sent = [producer.send(e.topic, key=e.customer_id.encode(), value=orjson.dumps(e.value))
-                for e in pop.events]
-        ends: dict[tuple[str, int], int] = {}
-        for fut in sent:
-            md = fut.get(timeout=60)
-            ends[(md.topic, md.partition)] = max(ends.get((md.topic, md.partition), 0),
-                                                 md.offset + 1)
-        producer.close()
+        ends = produce_population(base, pop)
         total = sum(ends.values())
 
         def alert_ids(s: Settings) -> list[str]:

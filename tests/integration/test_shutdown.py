@@ -13,15 +13,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-import orjson
 import pytest
-from kafka import KafkaProducer
 
 from stream_app.admin import create_topics
 from stream_app.broker import LocalBroker, free_port
 from stream_app.demo import committed_total, running_worker
 from stream_app.settings import Settings
 from stream_app.synthetic import generate
+
+from .conftest import produce_population
 
 pytestmark = pytest.mark.integration
 
@@ -50,15 +50,7 @@ def test_sigterm_finishes_and_commits_in_flight_work(tmp_path: Path) -> None:
             broker_url=broker.url, broker_profile="local", store="rocksdb://",
             data_dir=str(tmp_path / "state"), web_port=free_port(), app_id="churnwatch-term")
         create_topics(s)
-        producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks=1, linger_ms=20)
-        sent = [producer.send(e.topic, key=e.customer_id.encode(), value=orjson.dumps(e.value))
-                for e in pop.events]
-        ends: dict[tuple[str, int], int] = {}
-        for fut in sent:
-            md = fut.get(timeout=60)
-            ends[(md.topic, md.partition)] = max(ends.get((md.topic, md.partition), 0),
-                                                 md.offset + 1)
-        producer.close()
+        ends = produce_population(s, pop)
         total = sum(ends.values())
 
         with running_worker(s, tmp_path / "worker-1.log") as worker:
