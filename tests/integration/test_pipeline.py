@@ -162,9 +162,21 @@ def test_a_customer_drifting_through_signals_escalates_and_feedback_silences(
     steady = [f"journey-steady-{i}" for i in range(24)]
     twins = ("journey-1", "journey-2")
 
+    pending: list[tuple[float, str, str, int, dict[str, Any]]] = []
+
     def send(topic: str, cid: str, day: float, n: int, **fields: Any) -> None:
-        cluster.send(topic, cid.encode(), {"event_id": f"{cid}-{topic}-{n}",
-                                           "customer_id": cid, "ts": ts(day, base), **fields})
+        pending.append((day, topic, cid, n, fields))
+
+    def publish() -> None:
+        """Send what is pending in event-time order, as live producers would:
+        a topic that is caught up does not hold the others back, so an event
+        sent long after later ones on another topic would arrive too late."""
+        for day, topic, cid, n, fields in sorted(pending, key=lambda p: p[0]):
+            cluster.send(topic, cid.encode(), {"event_id": f"{cid}-{topic}-{n}",
+                                               "customer_id": cid, "ts": ts(day, base),
+                                               **fields})
+        pending.clear()
+        cluster.flush()
 
     def of(cid: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [r for r in records if r["customer_id"] == cid]
@@ -188,7 +200,7 @@ def test_a_customer_drifting_through_signals_escalates_and_feedback_silences(
         send(s.topic_complaints, cid, 258, 902, category="technical_fault", severity=3)
         send(s.topic_contacts, cid, 262, 903, direction="inbound", channel="phone",
              text="This is ridiculous, your staff are useless")
-    cluster.flush()
+    publish()
     cluster.read_until(s.topic_alerts, lambda rs: all(  # both escalated on hostility
         any("HOSTILE_TONE" in {sig["code"] for sig in r["signals"]} for r in of(cid, rs))
         for cid in twins))
@@ -203,7 +215,7 @@ def test_a_customer_drifting_through_signals_escalates_and_feedback_silences(
         send(s.topic_complaints, cid, 272, 906, category="billing", severity=2,
              compensation_requested=300)
         send(s.topic_complaints, cid, 330, 907, category="delivery", severity=5)
-    cluster.flush()
+    publish()
 
     alerts = cluster.read_until(s.topic_alerts, lambda rs: any(
         day_of(a) >= 330 for a in of("journey-1", rs)) and any(
