@@ -160,11 +160,7 @@ async def _consume(stream: Any) -> None:
                                ack=partial(stream.ack, event))
 
 
-async def _flush_before_stop() -> None:
-    await processor.flush_all()
-
-
-app.before_stop = [_flush_before_stop]
+app.before_stop = [processor.flush_all]
 
 
 @app.agent(topics.purchases, name="track_purchases")

@@ -1,16 +1,10 @@
-"""Event-time clocks per partition, and the due-time index the timer sweep uses.
+"""The due-time index the timer sweep uses.
 
-*Event time* drives every window and timer.  A partition's clock works like a
-stream processor's watermark over its three input topics:
-
-* while some topics still have a backlog (messages on the broker not yet
-  processed), the clock is the earliest of those topics' latest event times,
-  so a customer whose purchase is still queued on a slower topic is not
-  called overdue because another topic ran ahead;
-* once every topic is caught up, the clock is the latest event time seen,
-  and from then on it runs at wall-clock speed: in live operation silence is
-  noticed although no event arrives, while a fast replay of last year's
-  events is judged by the events' own time.
+*Event time* drives every window and timer.  Each partition's clock is the
+time of the latest event it applied (see :mod:`stream_app.processing`, which
+releases events in event-time order through :mod:`stream_app.ordering`);
+once every topic is caught up it runs on at wall-clock speed, so silence is
+noticed live although no event arrives.
 
 :class:`DueIndex` is a heap of (event time, customer) per partition: each
 customer sits in it at the moment its state says the answer may change
@@ -22,27 +16,6 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-
-
-@dataclass(slots=True)
-class PartitionClock:
-    #: topic -> (latest event time, wall time seen, offset of that message)
-    marks: dict[str, tuple[float, float, int]] = field(default_factory=dict)
-
-    def observe(self, topic: str, event_ts: float, wall: float, offset: int) -> None:
-        prev = self.marks.get(topic)
-        self.marks[topic] = (max(event_ts, prev[0]) if prev else event_ts, wall, offset)
-
-    def now(self, wall: float, behind: set[str]) -> float | None:
-        """Event time now, given the topics that still have messages waiting."""
-        if not self.marks:
-            return None
-        waiting = [ts for topic, (ts, _, _) in self.marks.items() if topic in behind]
-        if waiting:
-            return min(waiting)
-        latest_ts = max(ts for ts, _, _ in self.marks.values())
-        last_seen = max(seen for _, seen, _ in self.marks.values())
-        return latest_ts + max(0.0, wall - last_seen)
 
 
 @dataclass(slots=True)

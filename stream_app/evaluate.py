@@ -44,6 +44,7 @@ from .demo import (
 )
 from .evaluation import DAY, Split, evaluate_split
 from .mapping import Loaded, MappedEvent
+from .processing import is_customer_key
 from .replay import send
 from .scoring import risk_score
 from .settings import Settings
@@ -106,10 +107,12 @@ def read_states(s: Settings, expect: dict[str, float], timeout: float,
                     latest[m.key] = m.value
                     changed.add(m.key)
             for key in changed:
+                if not is_customer_key(key):
+                    continue  # the worker's alert checkpoints
                 try:
                     st = CustomerState.from_bytes(latest[key])
                 except (KeyError, TypeError, ValueError):
-                    continue  # the table's other entries (e.g. the worker's checkpoints)
+                    continue  # a state this version cannot read
                 states[st.customer_id] = st
             behind = [c for c, ts in expect.items()
                       if c not in states or states[c].last_ts < ts]

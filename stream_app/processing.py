@@ -121,6 +121,13 @@ async def nothing_published(partition: int, offset: int) -> Resumed:
     return Resumed(set(), offset)
 
 
+def _done(work: PartitionWork, turn: Turn | None) -> None:
+    """The message is applied or dead-lettered: its ack may go at the next flush."""
+    work.done += 1
+    if turn is not None:
+        turn.done = True
+
+
 @dataclass(slots=True)
 class Stats:
     """Per-processor counts (the Prometheus metrics are process-wide)."""
@@ -128,8 +135,6 @@ class Stats:
     events: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
     suppressed: int = 0
-    flushes: int = 0
-    state_writes: int = 0
 
 
 @dataclass(slots=True)
@@ -333,33 +338,30 @@ class Processor:
             turn = Turn(ack)
             work.acks.setdefault(topic, deque()).append(turn)
         result = decode(self.kinds[topic], key, value)
-        if isinstance(result, Rejected):
-            await self._reject(work, topic, partition, offset, key, value, result.reason)
-            work.done += 1
-            if turn is not None:
-                turn.done = True
+        reason = (result.reason if isinstance(result, Rejected)
+                  else self._too_late(partition, result.ts))
+        if reason is not None:
+            await self._reject(work, topic, partition, offset, key, value, reason)
+            _done(work, turn)
         else:
-            wall = self.wall()
-            now = self.clock_now(partition, wall)
-            allowed = self.policy.history.allowed_lateness_days * DAY
-            if now is not None and result.ts < now - allowed:
-                await self._reject(work, topic, partition, offset, key, value, (
-                    f"too late: event time {iso(result.ts)} is "
-                    f"{(now - result.ts) / DAY:.1f} days behind this partition's clock "
-                    f"{iso(now)}; the allowed lateness is "
-                    f"{self.policy.history.allowed_lateness_days:g} days"))
-                work.done += 1
-                if turn is not None:
-                    turn.done = True
-            else:
-                # Acknowledged only once applied and flushed: while it waits
-                # here, a crash must leave it to be delivered again.
-                work.queue.push(topic, result.ts, offset,
-                                Queued(topic, offset, result, ingested, turn))
+            assert isinstance(result, Decoded)
+            # Acknowledged only once applied and flushed: while it waits
+            # here, a crash must leave it to be delivered again.
+            work.queue.push(topic, result.ts, offset,
+                            Queued(topic, offset, result, ingested, turn))
         await self._release(partition, work)
         if (work.done >= FLUSH_EVENTS
                 or self.wall() - work.last_flush >= self.flush_seconds):
             await self._flush(partition)
+
+    def _too_late(self, partition: int, ts: float) -> str | None:
+        """Why an event is too far behind its partition's clock, or None."""
+        now = self.clock_now(partition, self.wall())
+        days = self.policy.history.allowed_lateness_days
+        if now is None or ts >= now - days * DAY:
+            return None
+        return (f"too late: event time {iso(ts)} is {(now - ts) / DAY:.1f} days behind "
+                f"this partition's clock {iso(now)}; the allowed lateness is {days:g} days")
 
     async def tick(self, partition: int) -> int:
         """The idle clock: release, sweep and flush a partition with no input."""
@@ -367,7 +369,7 @@ class Processor:
             work = await self._ready(partition)
             await self._release(partition, work)
             now = self.clock_now(partition, self.wall())
-            done = 0 if now is None else await self._run_due(partition, now)
+            done = 0 if now is None else await self._run_due(partition, work, now)
             metrics.DUE.set(sum(len(h) for h in self.due.heaps.values()))
             await self._flush(partition)
             return done
@@ -378,10 +380,8 @@ class Processor:
             return self.backlog(topic, partition, work.offered.get(topic, -1))
 
         while (q := work.queue.pop(waiting)) is not None:
-            work.done += 1
-            if q.turn is not None:
-                q.turn.done = True
-            await self._run_due(partition, q.decoded.ts)
+            _done(work, q.turn)
+            await self._run_due(partition, work, q.decoded.ts)
             try:
                 await self._apply(partition, work, q)
             except Exception as exc:
@@ -455,18 +455,13 @@ class Processor:
         if ingested is not None:
             metrics.INGEST_TO_ALERT.observe(max(0.0, self.wall() - ingested))
 
-    async def run_due(self, partition: int, now: float) -> int:
-        async with self._lock(partition):
-            return await self._run_due(partition, now)
-
-    async def _run_due(self, partition: int, now: float) -> int:
+    async def _run_due(self, partition: int, work: PartitionWork, now: float) -> int:
         """Re-assess every customer of ``partition`` whose due time has passed.
 
         Each is judged at its own due time, not at ``now``: the alert's event
         time is the moment the customer went quiet, however coarse the clock
         steps are, so replays and live runs agree.
         """
-        work = await self._ready(partition)
         done = 0
         while (item := self.due.pop_due(partition, now)) is not None:
             due, cid = item
@@ -502,13 +497,11 @@ class Processor:
         if work is None:
             return
         work.last_flush = self.wall()
-        if work.alert_offsets:
+        moved = bool(work.alert_offsets)
+        if moved:
             offsets = [await f for f in work.alert_offsets]
             work.alert_offsets.clear()
             work.checkpoint = max(work.checkpoint, max(offsets) + 1)
-            checkpoint: bytes | None = orjson.dumps({"alerts_offset": work.checkpoint})
-        else:
-            checkpoint = None
         for f in work.other_sends:
             await f
         work.other_sends.clear()
@@ -517,21 +510,18 @@ class Processor:
             for cid in work.dirty:
                 self.table[cid.encode()] = self.cache[cid].to_bytes()
         wrote = bool(work.dirty)
-        self.stats.state_writes += len(work.dirty)
         work.dirty.clear()
         if self.seal is not None and wrote:
             # The changelog must not end in a batch of states: see ``seal``.
             await self.seal()
-            if checkpoint is None:
-                checkpoint = orjson.dumps({"alerts_offset": work.checkpoint})
-        if checkpoint is not None:
+        if moved or (self.seal is not None and wrote):
             with self.in_partition(partition):
-                self.table[checkpoint_key(partition)] = checkpoint
+                self.table[checkpoint_key(partition)] = orjson.dumps(
+                    {"alerts_offset": work.checkpoint})
         work.done = 0
         for turns in work.acks.values():
             while turns and turns[0].done:
                 await turns.popleft().ack()
-        self.stats.flushes += 1
         self._trim_cache()
 
     def _trim_cache(self) -> None:
