@@ -1,7 +1,10 @@
-"""Agents: thin loops that read a message, hand it to the processor, move on.
+"""Where messages enter: the input topics' fetches, the clock agent, the timers.
 
-Importing this module registers the agents, the clock timer and the rebalance
-hook on :data:`stream_app.app.app`.
+The input topics (purchases, contacts, complaints, feedback) are taken a
+fetch at a time below Faust's streams (see :mod:`stream_app.transport`) and
+handed to the processor; the clock topic has a plain Faust agent.  Importing
+this module registers them, the timers and the rebalance hook on
+:data:`stream_app.app.app`.
 """
 
 from __future__ import annotations
@@ -9,16 +12,17 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.events import Event
 from faust.exceptions import ConsumerNotStarted
 from faust.streams import _current_event, current_event
-from faust.types import TP, EventT
+from faust.types import TP, EventT, Message
 from mode import BaseSignalT
 
 from . import metrics, topics
@@ -150,45 +154,45 @@ def _in_partition(partition: int) -> Iterator[None]:
 processor.in_partition = _in_partition
 
 
-async def _consume(stream: Any) -> None:
-    # Acks are the processor's: it acknowledges a message once its effects
-    # are written, so Faust never commits an offset that a crash could lose.
-    async for event in stream.noack().events():
-        m = event.message
-        _anchor[m.partition] = event
-        await processor.handle(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp,
-                               ack=partial(stream.ack, event))
+def _acknowledge(message: Message) -> None:
+    app.consumer.ack(message)
+    app.sensors.on_message_out(message.tp, message.offset, message)
 
 
+async def take_fetch(batch: Mapping[TP, list[Message]]) -> None:
+    """Hand a fetch of the input topics to the processor, a partition at a time.
+
+    Acks are the processor's: it acknowledges a message once its effects are
+    written, so Faust never commits an offset that a crash could lose.
+    """
+    for tp, messages in batch.items():
+        # Table reads and writes find their partition from "the event being
+        # processed": this partition's.
+        _anchor[tp.partition] = Event(app, None, None, None, messages[-1])
+        with _in_partition(tp.partition):
+            await processor.handle_many(tp.topic, tp.partition, [
+                (m.offset, m.key, m.value, m.timestamp, partial(_acknowledge, m))
+                for m in messages])
+
+
+app.take_batches([topics.purchases, topics.contacts, topics.complaints, topics.feedback],
+                 take_fetch)
 app.before_stop = [processor.flush_all]
-
-
-@app.agent(topics.purchases, name="track_purchases")
-async def track_purchases(stream: Any) -> None:
-    await _consume(stream)
-
-
-@app.agent(topics.contacts, name="track_contacts")
-async def track_contacts(stream: Any) -> None:
-    await _consume(stream)
-
-
-@app.agent(topics.complaints, name="track_complaints")
-async def track_complaints(stream: Any) -> None:
-    await _consume(stream)
-
-
-@app.agent(topics.feedback, name="apply_feedback")
-async def apply_feedback(stream: Any) -> None:
-    """Alert outcomes from the call centre or marketing: suppress or end episodes."""
-    await _consume(stream)
 
 
 @app.agent(topics.clock, name="sweep_silence")
 async def sweep_silence(stream: Any) -> None:
     """Each tick sweeps and flushes its partition, so silence is noticed live."""
     async for event in stream.events():
-        await processor.tick(event.message.partition)
+        if _positioned():
+            await processor.tick(event.message.partition)
+
+
+def _positioned() -> bool:
+    """Whether Faust has sought the input to its commits since the last rebalance
+    (before that, a partition would resume from the wrong offsets)."""
+    positioned = getattr(app.consumer, "positioned", None)
+    return positioned is None or bool(positioned())
 
 
 @app.timer(interval=settings.tick_seconds, on_leader=False)  # type: ignore[untyped-decorator]
@@ -207,7 +211,8 @@ async def send_ticks() -> None:
 
 
 @app.on_partitions_revoked.connect
-def _on_rebalance(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
+async def _on_rebalance(sender: Any, /, *args: Any, signal: BaseSignalT[Any],
+                        **kwargs: Any) -> None:
     # Faust seeks every assigned partition back to its committed offset, so
     # whatever was in flight here is delivered again: forget it.
-    processor.reset()
+    await processor.revoke()

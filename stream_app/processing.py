@@ -38,8 +38,8 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, MutableMapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +79,10 @@ class Resumed:
 #: (partition, alerts checkpoint) -> what resuming this partition starts from.
 Resume = Callable[[int, int], Awaitable[Resumed]]
 #: Acknowledges one message to Faust (its offset may then be committed).
-Ack = Callable[[], Awaitable[Any]]
+Ack = Callable[[], object]
+#: One message as handed in: offset, key, value, broker timestamp (for
+#: latency), and the way to acknowledge it (None: nothing to acknowledge).
+Incoming = tuple[int, bytes | None, bytes | None, float | None, Ack | None]
 
 #: How often a partition's changed states are written and its events acked
 #: (``CHURNWATCH_FLUSH_SECONDS``), or after how many events.
@@ -135,6 +138,8 @@ class Stats:
     events: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
     suppressed: int = 0
+    #: Messages handed in before a reset, dropped (delivered again after it).
+    before_reset: int = 0
 
 
 @dataclass(slots=True)
@@ -229,6 +234,8 @@ class Processor:
         self.in_partition: Callable[[int], AbstractContextManager[Any]] = (
             lambda partition: nullcontext())
         self.stats = Stats()
+        #: Counts resets: a message handed in before one is stale.
+        self.epoch = 0
         self.customers = 0
         #: The latest alerts sent by this worker, newest last (for GET /alerts).
         self.recent_alerts: deque[ChurnAlert] = deque(maxlen=recent_alerts)
@@ -251,7 +258,28 @@ class Processor:
         return state
 
     def reset(self) -> None:
-        """Forget everything in flight (a rebalance: Faust re-reads from the commits)."""
+        """Forget everything in flight (a rebalance: Faust re-reads from the commits).
+
+        Messages handed in before the reset and still waiting for their
+        partition's lock are dropped when their turn comes: they belong to the
+        old assignment, and Kafka delivers them again from the committed
+        offsets.  Applying one would put it ahead of earlier messages of its
+        partition, and mark those as already applied when they come.
+        """
+        self.epoch += 1
+        self._forget()
+
+    async def revoke(self) -> None:
+        """:meth:`reset` once no partition is in the middle of a message."""
+        held_partitions: set[int] = set()
+        async with AsyncExitStack() as held:
+            while missing := [p for p in self.locks if p not in held_partitions]:
+                for partition in sorted(missing):
+                    await held.enter_async_context(self.locks[partition])
+                    held_partitions.add(partition)
+            self.reset()
+
+    def _forget(self) -> None:
         self.parts.clear()
         self.cache.clear()
         self.due.clear()
@@ -259,7 +287,7 @@ class Processor:
 
     def rebuild(self) -> None:
         """Re-derive the due index from the table."""
-        self.reset()
+        self._forget()
         count = 0
         # The clocks are not restored from the states: a state may be ahead of
         # the committed offsets (written, but the commit did not happen before
@@ -310,16 +338,26 @@ class Processor:
             lock = self.locks[partition] = asyncio.Lock()
         return lock
 
+    async def handle_many(self, topic: str, partition: int,
+                          messages: Sequence[Incoming]) -> None:
+        """Take messages of one topic partition, in offset order.
+
+        Each ``ack`` is called once the message's effects are safely written;
+        the caller must not acknowledge the messages itself.
+        """
+        epoch = self.epoch
+        async with self._lock(partition):
+            if epoch != self.epoch:
+                self.stats.before_reset += len(messages)
+                return
+            for offset, key, value, ingested, ack in messages:
+                await self._handle(topic, partition, offset, key, value, ingested, ack)
+
     async def handle(self, topic: str, partition: int, offset: int,
                      key: bytes | None, value: bytes | None,
                      ingested: float | None = None, ack: Ack | None = None) -> None:
-        """Take one message; ``ingested`` is its broker timestamp (for latency).
-
-        ``ack`` is called once the message's effects are safely written; the
-        caller must not acknowledge it itself.
-        """
-        async with self._lock(partition):
-            await self._handle(topic, partition, offset, key, value, ingested, ack)
+        """Take one message (see :meth:`handle_many`)."""
+        await self.handle_many(topic, partition, ((offset, key, value, ingested, ack),))
 
     async def _handle(self, topic: str, partition: int, offset: int,
                       key: bytes | None, value: bytes | None,
@@ -521,7 +559,7 @@ class Processor:
         work.done = 0
         for turns in work.acks.values():
             while turns and turns[0].done:
-                await turns.popleft().ack()
+                turns.popleft().ack()
         self._trim_cache()
 
     def _trim_cache(self) -> None:

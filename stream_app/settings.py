@@ -80,6 +80,12 @@ class Settings:
     #: How long a fetch may wait on the broker for data.  Faust's default
     #: (1500 ms) adds over a second of latency to every alert.
     fetch_max_wait_ms: int = 100
+    #: RocksDB block cache per table partition, in MiB: hot states stay in
+    #: memory, the rest is read from disk.  Faust's default is 2 GiB per
+    #: partition, which lets a worker grow with the data.
+    rocksdb_cache_mb: int = 32
+    #: RocksDB write buffer (memtable) per table partition, in MiB; two are kept.
+    rocksdb_write_buffer_mb: int = 8
     log_level: str = "warning"
     #: ``json``: one JSON object per line for log pipelines; ``text`` for people.
     log_format: str = "json"
@@ -236,6 +242,10 @@ def validate(s: Settings) -> Settings:
         raise bad("flush_seconds", "expected 0.01..60 seconds")
     if not 0 <= s.fetch_max_wait_ms <= 10000:
         raise bad("fetch_max_wait_ms", "expected 0..10000 milliseconds")
+    if not 1 <= s.rocksdb_cache_mb <= 65536:
+        raise bad("rocksdb_cache_mb", "expected 1..65536 MiB")
+    if not 1 <= s.rocksdb_write_buffer_mb <= 4096:
+        raise bad("rocksdb_write_buffer_mb", "expected 1..4096 MiB")
     if s.log_level not in LOG_LEVELS:
         raise bad("log_level", f"expected one of {', '.join(LOG_LEVELS)}")
     if s.log_format not in ("json", "text"):

@@ -13,6 +13,8 @@ from __future__ import annotations
 from .app import app, settings
 from .settings import STATE_TABLE
 
+MIB = 1024 * 1024
+
 customer_to_state = app.Table(
     STATE_TABLE,
     # Raw bytes keys, exactly the producers' message keys: the changelog
@@ -23,5 +25,12 @@ customer_to_state = app.Table(
     value_type=bytes,
     partitions=settings.partitions,
     default=None,
+    # RocksDB only (other stores ignore them): bounded memory per partition.
+    options={
+        "block_cache_size": settings.rocksdb_cache_mb * MIB,
+        "write_buffer_size": settings.rocksdb_write_buffer_mb * MIB,
+        "max_write_buffer_number": 2,
+        "target_file_size_base": 16 * MIB,
+    },
 )
 

@@ -1,20 +1,23 @@
-"""The Faust agents, in Faust's test mode with the memory store (no broker).
+"""The input path: a fetch of Faust messages handed to the processor, with
+the app's memory store and no broker.
 
 Sends to the output topics need a running producer, so the processor's two
 send functions are swapped for collectors; the integration tests cover the
-real topics.
+real topics and the fetch loop.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
+from faust.types import TP, Message
 
 from stream_app import processing
-from stream_app.agents import processor, track_complaints, track_purchases
+from stream_app.agents import processor, take_fetch
 from stream_app.state import CustomerState
 from stream_app.tables import customer_to_state
 
@@ -29,13 +32,24 @@ async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, list[
     monkeypatch.setattr(processor, "send_dead_letter", outputs.send_dead)
     monkeypatch.setattr(processor, "resume", processing.nothing_published)
     monkeypatch.setattr(processor, "seal", None)  # no producer in Faust's test mode
-    # Flush after every event, so that the table is written inside the agent.
+    # Flush after every event, so that the table is written within the fetch.
     monkeypatch.setattr(processor, "flush_seconds", 0.0)
     # Each test tells its own story in event time: no clock restored from
     # the customers an earlier test left in the table.
     processor.reset()
     processor.stale = False
     yield {"alerts": outputs.alerts, "dead": outputs.dead}
+
+
+_offsets = itertools.count()
+
+
+async def fetched(topic: str, key: bytes, *values: bytes) -> None:
+    """One fetch of ``values`` from partition 0 of ``topic``."""
+    tp = TP(topic, 0)
+    await take_fetch({tp: [
+        Message(topic, 0, next(_offsets), 0.0, 0, {}, key, value, None, len(key), len(value), tp)
+        for value in values]})
 
 
 def complaint(cid: str, n: int, day: int, severity: int) -> bytes:
@@ -45,9 +59,8 @@ def complaint(cid: str, n: int, day: int, severity: int) -> bytes:
 
 async def test_complaints_agent_updates_the_table_alerts_and_escalates(
         sent: dict[str, list[Any]]) -> None:
-    async with track_complaints.test_context() as agent:
-        for n, day in enumerate((10, 12, 14, 15)):
-            await agent.put(key=b"agent-c1", value=complaint("agent-c1", n, day, 4))
+    await fetched("complaints", b"agent-c1",
+                  *(complaint("agent-c1", n, day, 4) for n, day in enumerate((10, 12, 14, 15))))
     state = CustomerState.from_bytes(customer_to_state[b"agent-c1"])
     assert len(state.complaints) == 4
     first, second = sent["alerts"]  # the 4th complaint adds too little to re-alert
@@ -59,10 +72,8 @@ async def test_complaints_agent_updates_the_table_alerts_and_escalates(
 
 async def test_malformed_input_is_dead_lettered_and_the_agent_keeps_going(
         sent: dict[str, list[Any]]) -> None:
-    async with track_purchases.test_context() as agent:
-        await agent.put(key=b"agent-c2", value=b"{broken")
-        await agent.put(key=b"agent-c2", value=orjson.dumps(
-            {"event_id": "agent-p1", "customer_id": "agent-c2", "ts": at(1), "amount": 5}))
+    await fetched("purchases", b"agent-c2", b"{broken", orjson.dumps(
+        {"event_id": "agent-p1", "customer_id": "agent-c2", "ts": at(1), "amount": 5}))
     assert len(sent["dead"]) == 1
     assert "not valid UTF-8 JSON" in sent["dead"][0].reason
     assert CustomerState.from_bytes(customer_to_state[b"agent-c2"]).purchases == 1

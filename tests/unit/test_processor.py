@@ -163,7 +163,7 @@ def test_a_crash_between_flushes_neither_loses_nor_repeats_an_alert(
 
     async def until_crash() -> None:
         for n, msg in enumerate(msgs[: len(msgs) * 2 // 3]):
-            async def ack(m: Message = msg) -> None:
+            def ack(m: Message = msg) -> None:
                 committed.add(m[:3])
             await crashed.handle(*msg, ack=ack)
             if n % 1000 == 999:
@@ -195,5 +195,62 @@ def test_a_crash_between_flushes_neither_loses_nor_repeats_an_alert(
     feed(restarted, again)
     assert restarted.stats.suppressed > 0  # it did raise some alerts a second time
     ids = [a.alert_id for a in topic_of_alerts + second.alerts]
+    assert len(ids) == len(set(ids))
+    assert sorted(ids) == sorted(a.alert_id for a in baseline[0])
+
+
+def test_a_rebalance_drops_messages_handed_in_before_it(
+        population: Population, baseline: tuple[list[ChurnAlert], Processor]) -> None:
+    """A message waiting for its partition while a rebalance resets the processor
+    belongs to the old assignment: Kafka delivers it again from the committed
+    offset.  Applied early, it would have marked the messages before it as
+    already applied, and left their acknowledgements (so the commits) stuck."""
+    msgs = messages(population)
+    backlog = all_on_broker(msgs)
+    table: dict[bytes, bytes] = {}
+    committed: set[tuple[str, int, int]] = set()
+    out = Outputs()
+
+    def acker(m: Message) -> Any:
+        def ack() -> None:
+            committed.add(m[:3])
+        return ack
+
+    def redelivery() -> list[Message]:
+        resume: dict[tuple[str, int], int] = {}
+        for topic, part, off, _, _ in msgs:
+            if (topic, part, off) not in committed:
+                resume.setdefault((topic, part), off)
+        return [m for m in msgs if m[2] >= resume.get((m[0], m[1]), 1 << 60)]
+
+    async def published(partition: int, start: int) -> Resumed:
+        return Resumed({a.alert_id for a in out.alerts[start:]}, len(out.alerts))
+
+    proc = processor(out, table, backlog, published)
+
+    async def go() -> None:
+        half = msgs[: len(msgs) // 2]
+        for n, msg in enumerate(half):
+            await proc.handle(*msg, ack=acker(msg))
+            if n % 1000 == 999:
+                await proc.flush(msg[1])
+        stale = next(m for m in msgs[len(half):] if m[1] == 0)
+        lock = proc._lock(0)
+        await lock.acquire()  # partition 0 is busy with a message
+        revoking = asyncio.create_task(proc.revoke())
+        await asyncio.sleep(0)
+        waiting = asyncio.create_task(proc.handle(*stale, ack=acker(stale)))
+        await asyncio.sleep(0)
+        lock.release()
+        await asyncio.gather(revoking, waiting)
+        assert proc.stats.before_reset == 1
+        for msg in redelivery():
+            await proc.handle(*msg, ack=acker(msg))
+        for part in range(PARTITIONS):
+            await proc.flush(part)
+
+    asyncio.run(go())
+    assert {m[:3] for m in msgs} == committed  # every message acknowledged
+    ids = [a.alert_id for a in out.alerts]
     assert len(ids) == len(set(ids))
     assert sorted(ids) == sorted(a.alert_id for a in baseline[0])
