@@ -146,14 +146,16 @@ class TunedConsumer(driver.Consumer):
                         continue  # before the position Faust sought to
                     if r_offset and offset - r_offset > 1 and acks_enabled_for(tp.topic):
                         # Offsets with no message (compaction, transaction
-                        # markers) count as acknowledged.
+                        # markers) count as acknowledged, so the read offset
+                        # must follow every message fetched, dropped or not.
                         await self._add_gap(tp, r_offset + 1, offset)
                     if tp.topic in batched:
-                        if not self.positioned():
+                        if self.positioned():
+                            on_message_in(tp, offset, message)
+                            batch.setdefault(tp, []).append(message)
+                        else:
+                            # Dropped, but read: the next message is no gap.
                             self._dropped(tp, offset)
-                            continue
-                        on_message_in(tp, offset, message)
-                        batch.setdefault(tp, []).append(message)
                     else:
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     read_offset[tp] = offset
