@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import orjson
 from faust import web
+from faust.sensors.monitor import Monitor
 from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
 from faust.tables.manager import TableManager
 
@@ -38,8 +39,40 @@ class LeanPrometheusMonitor(PrometheusMonitor):
     commits, table operations, rebalances and the rest are kept; the
     per-stream event counts and the event runtime histogram are not
     (``churnwatch_events_total`` and ``churnwatch_ingest_to_alert_seconds``
-    cover them).
+    cover them).  The per-message and per-table-operation metrics keep their
+    labelled children instead of looking them up on every call (another
+    tenth of the worker's time).
     """
+
+    def __init__(self, metrics: Any, **kwargs: Any) -> None:
+        super().__init__(metrics, **kwargs)
+        self._labelled: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, **labels: Any) -> Any:
+        key = (id(metric), *labels.values())
+        child = self._labelled.get(key)
+        if child is None:
+            child = self._labelled[key] = metric.labels(**labels)
+        return child
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        Monitor.on_message_in(self, tp, offset, message)
+        m = self._metrics
+        m.messages_received.inc()
+        m.active_messages.inc()
+        self._child(m.messages_received_per_topics, topic=tp.topic).inc()
+        self._child(m.messages_received_per_topics_partition,
+                    topic=tp.topic, partition=tp.partition).set(offset)
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        Monitor.on_table_get(self, table, key)
+        self._child(self._metrics.table_operations, table=f"table.{table.name}",
+                    operation=self.KEYS_RETRIEVED).inc()
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        Monitor.on_table_set(self, table, key, value)
+        self._child(self._metrics.table_operations, table=f"table.{table.name}",
+                    operation=self.KEYS_UPDATED).inc()
 
     def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
         return None

@@ -35,6 +35,7 @@ def test_health_ready_lookup_alerts_and_metrics(cluster: Cluster) -> None:
     cluster.send(s.topic_complaints, b"web-2", b"{not json")
     cluster.flush()
     cluster.read_until(s.topic_alerts, lambda rs: any(r["customer_id"] == "web-1" for r in rs))
+    cluster.read_until(s.topic_dead_letters, lambda rs: any(r["key"] == "web-2" for r in rs))
 
     assert get(cluster, "/health") == (200, {"status": "ok"})
     status, body = get(cluster, "/ready")
