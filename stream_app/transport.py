@@ -54,7 +54,7 @@ class TunedConsumer(driver.Consumer):
     seeking: bool = False
     #: Per partition, the first offset of the batched topics dropped before
     #: the consumer was positioned, and the generation it was dropped in.
-    rewind: dict[TP, int]
+    rewind: dict[TP, int] | None = None
     rewind_generation: int | None = None
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
@@ -90,7 +90,7 @@ class TunedConsumer(driver.Consumer):
     def _dropped(self, tp: TP, offset: int) -> None:
         """Remember a batched message dropped before the consumer was positioned."""
         generation = self.app.consumer_generation_id
-        if generation != self.rewind_generation:
+        if self.rewind is None or generation != self.rewind_generation:
             self.rewind = {}
             self.rewind_generation = generation
         if offset < self.rewind.get(tp, offset + 1):
@@ -106,7 +106,7 @@ class TunedConsumer(driver.Consumer):
         and are recognised as duplicates.  Dropped in an earlier generation:
         the new generation's seek covers them.
         """
-        rewind, self.rewind = getattr(self, "rewind", {}), {}
+        rewind, self.rewind = self.rewind or {}, None
         if self.rewind_generation != self.app.consumer_generation_id:
             return
         assigned = self.assignment()
@@ -136,7 +136,7 @@ class TunedConsumer(driver.Consumer):
                 await self.sleep(0)
                 if self.should_stop:
                     continue
-                if getattr(self, "rewind", None) and self.positioned():
+                if self.rewind and self.positioned():
                     await self._rewind_dropped()
                 batch: dict[TP, list[Message]] = {}
                 async for tp, message in self.getmany(timeout=1.0):
