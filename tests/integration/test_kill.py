@@ -26,17 +26,9 @@ from stream_app.settings import Settings, kafka_client_options
 from stream_app.synthetic import generate
 
 from .conftest import produce_population
-from .test_shutdown import metric, wait_until
+from .test_shutdown import applied_events, metric, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def applied(s: Settings) -> float:
-    """Events the worker has applied so far (0 until its web server is up)."""
-    try:
-        return metric(s.web_port, "churnwatch_events_total")
-    except OSError:
-        return 0.0
 
 
 def alerts_on(s: Settings) -> list[dict[str, object]]:
@@ -84,7 +76,7 @@ def test_sigkill_and_restart_neither_loses_nor_duplicates_alerts(tmp_path: Path)
                 # Killed at its first commit, with a fifth applied at least:
                 # commits trail the work by a flush or more, so much of what
                 # it applied is not committed yet, and some is.
-                wait_until(lambda s=s: applied(s) > total // 5
+                wait_until(lambda s=s: applied_events(s) > total // 5
                            and committed_total(s, ends) > 0, timeout=240)
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait(timeout=30)
