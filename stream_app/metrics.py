@@ -45,14 +45,10 @@ _DIGITS = re.compile(r"\d+")
 
 
 @functools.cache
-def events_in(topic: str) -> Any:
-    """The per-topic child of EVENTS (``labels()`` costs a lock and a lookup per call)."""
-    return EVENTS.labels(topic)
-
-
-@functools.cache
-def duplicates_in(topic: str) -> Any:
-    return DUPLICATES.labels(topic)
+def child(metric: Any, *labels: Any) -> Any:
+    """``metric.labels(*labels)``, kept: each ``labels()`` call costs a lock and a
+    lookup, and the hot path would pay it per message."""
+    return metric.labels(*labels)
 
 
 def reason_kind(reason: str) -> str:

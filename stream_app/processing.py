@@ -223,9 +223,10 @@ class Processor:
         self.seal = seal
         self.flush_seconds = flush_seconds
         self.parts: dict[int, PartitionWork] = {}
-        #: One coroutine at a time per partition: the agents of its topics and
-        #: its ticks run concurrently, and an await in the middle of applying
-        #: an event must not let another event of the partition overtake it.
+        #: One coroutine at a time per partition: the fetch loop, the clock
+        #: agent's ticks and the shutdown flush run concurrently, and an await
+        #: in the middle of applying an event must not let another event of
+        #: the partition overtake it.
         self.locks: dict[int, asyncio.Lock] = {}
         self.cache: dict[str, CustomerState] = {}
         self.due = DueIndex()
@@ -368,7 +369,7 @@ class Processor:
             # partition's last message): the first copy is applied or queued,
             # and its ack covers this offset too.
             self.stats.duplicates += 1
-            metrics.duplicates_in(topic).inc()
+            metrics.child(metrics.DUPLICATES, topic).inc()
             return
         work.offered[topic] = offset
         turn = None
@@ -453,7 +454,7 @@ class Processor:
         work.clock_wall = self.wall()
         if already_applied(state, q.topic, q.offset):
             self.stats.duplicates += 1
-            metrics.duplicates_in(q.topic).inc()
+            metrics.child(metrics.DUPLICATES, q.topic).inc()
             return
         if state.first_ts == 0.0:
             self.customers += 1
@@ -465,7 +466,7 @@ class Processor:
         await self._assess(partition, work, state, work.clock, q.ingested)
         kind = self.kinds[q.topic]
         self.stats.events[kind] += 1
-        metrics.events_in(q.topic).inc()
+        metrics.child(metrics.EVENTS, q.topic).inc()
         if isinstance(d.record, Feedback):
             metrics.FEEDBACK.labels(d.record.outcome).inc()
 

@@ -151,7 +151,6 @@ class TunedConsumer(driver.Consumer):
                         await self._add_gap(tp, r_offset + 1, offset)
                     if tp.topic in batched:
                         if self.positioned():
-                            on_message_in(tp, offset, message)
                             batch.setdefault(tp, []).append(message)
                         else:
                             # Dropped, but read: the next message is no gap.
@@ -160,6 +159,11 @@ class TunedConsumer(driver.Consumer):
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     read_offset[tp] = offset
                 if batch and self.flow_active and self.positioned():
+                    # Counted in only when handed over: a dropped message
+                    # is counted when it is read again.
+                    for tp, messages in batch.items():
+                        for message in messages:
+                            on_message_in(tp, message.offset, message)
                     await handler(batch)
                 elif batch:
                     # A rebalance or a seek began during the fetch.

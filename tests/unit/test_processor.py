@@ -48,6 +48,27 @@ def all_on_broker(msgs: list[Message]) -> Any:
     return lambda topic, part, offset: offset + 1 < ends.get((topic, part), 0)
 
 
+def acknowledger(committed: set[tuple[str, int, int]], msg: Message) -> Any:
+    """An ack that records the message's (topic, partition, offset) as committed."""
+    def ack() -> None:
+        committed.add(msg[:3])
+    return ack
+
+
+def resume_points(msgs: list[Message],
+                  committed: set[tuple[str, int, int]]) -> dict[tuple[str, int], int]:
+    """Per topic partition, the first unacknowledged offset: where Kafka delivers again."""
+    resume: dict[tuple[str, int], int] = {}
+    for topic, part, off, _, _ in msgs:
+        if (topic, part, off) not in committed:
+            resume.setdefault((topic, part), off)
+    return resume
+
+
+def redelivered(msgs: list[Message], resume: dict[tuple[str, int], int]) -> list[Message]:
+    return [m for m in msgs if m[2] >= resume.get((m[0], m[1]), 1 << 60)]
+
+
 def processor(out: Outputs, table: dict[bytes, bytes] | None = None, backlog: Any = None,
               published: Any = None) -> Processor:
     wall = [1e9]
@@ -163,9 +184,7 @@ def test_a_crash_between_flushes_neither_loses_nor_repeats_an_alert(
 
     async def until_crash() -> None:
         for n, msg in enumerate(msgs[: len(msgs) * 2 // 3]):
-            def ack(m: Message = msg) -> None:
-                committed.add(m[:3])
-            await crashed.handle(*msg, ack=ack)
+            await crashed.handle(*msg, ack=acknowledger(committed, msg))
             if n % 1000 == 999:
                 await crashed.flush(msg[1])
 
@@ -179,12 +198,9 @@ def test_a_crash_between_flushes_neither_loses_nor_repeats_an_alert(
     topic_of_alerts = list(first.alerts)
 
     # Kafka delivers every partition again from its first unacknowledged offset.
-    resume: dict[tuple[str, int], int] = {}
-    for topic, part, off, _, _ in msgs:
-        if (topic, part, off) not in committed:
-            resume.setdefault((topic, part), off)
+    resume = resume_points(msgs, committed)
     ends = {(t, p): o + 1 for t, p, o, _, _ in msgs}
-    again = [m for m in msgs if m[2] >= resume.get((m[0], m[1]), 1 << 60)]
+    again = redelivered(msgs, resume)
 
     async def published(partition: int, start: int) -> Resumed:
         return Resumed({a.alert_id for a in topic_of_alerts[start:]}, len(topic_of_alerts),
@@ -211,18 +227,6 @@ def test_a_rebalance_drops_messages_handed_in_before_it(
     committed: set[tuple[str, int, int]] = set()
     out = Outputs()
 
-    def acker(m: Message) -> Any:
-        def ack() -> None:
-            committed.add(m[:3])
-        return ack
-
-    def redelivery() -> list[Message]:
-        resume: dict[tuple[str, int], int] = {}
-        for topic, part, off, _, _ in msgs:
-            if (topic, part, off) not in committed:
-                resume.setdefault((topic, part), off)
-        return [m for m in msgs if m[2] >= resume.get((m[0], m[1]), 1 << 60)]
-
     async def published(partition: int, start: int) -> Resumed:
         return Resumed({a.alert_id for a in out.alerts[start:]}, len(out.alerts))
 
@@ -231,7 +235,7 @@ def test_a_rebalance_drops_messages_handed_in_before_it(
     async def go() -> None:
         half = msgs[: len(msgs) // 2]
         for n, msg in enumerate(half):
-            await proc.handle(*msg, ack=acker(msg))
+            await proc.handle(*msg, ack=acknowledger(committed, msg))
             if n % 1000 == 999:
                 await proc.flush(msg[1])
         stale = next(m for m in msgs[len(half):] if m[1] == 0)
@@ -239,13 +243,13 @@ def test_a_rebalance_drops_messages_handed_in_before_it(
         await lock.acquire()  # partition 0 is busy with a message
         revoking = asyncio.create_task(proc.revoke())
         await asyncio.sleep(0)
-        waiting = asyncio.create_task(proc.handle(*stale, ack=acker(stale)))
+        waiting = asyncio.create_task(proc.handle(*stale, ack=acknowledger(committed, stale)))
         await asyncio.sleep(0)
         lock.release()
         await asyncio.gather(revoking, waiting)
         assert proc.stats.before_reset == 1
-        for msg in redelivery():
-            await proc.handle(*msg, ack=acker(msg))
+        for msg in redelivered(msgs, resume_points(msgs, committed)):
+            await proc.handle(*msg, ack=acknowledger(committed, msg))
         for part in range(PARTITIONS):
             await proc.flush(part)
 
