@@ -40,12 +40,23 @@ def silenced(state: CustomerState, now: float) -> bool:
 
 
 def evaluate_signals(state: CustomerState, now: float, policy: Policy) -> list[Fired]:
-    return [f for f in (ev(state, now, policy) for ev in EVALUATORS) if f is not None]
+    # Plain loops: this runs for every event and every timer, and a generator
+    # per call costs as much as a cheap signal.
+    fired = []
+    for ev in EVALUATORS:
+        f = ev(state, now, policy)
+        if f is not None:
+            fired.append(f)
+    return fired
 
 
 def next_due(state: CustomerState, now: float, policy: Policy) -> float | None:
-    times = [t for t in (nc(state, now, policy) for nc in NEXT_CHECKS) if t is not None and t > now]
-    return min(times) if times else None
+    due = None
+    for nc in NEXT_CHECKS:
+        t = nc(state, now, policy)
+        if t is not None and t > now and (due is None or t < due):
+            due = t
+    return due
 
 
 def assess(state: CustomerState, now: float, policy: Policy,

@@ -26,6 +26,13 @@ class DueIndex:
         if due is not None:
             heapq.heappush(self.heaps.setdefault(partition, []), (due, customer_id))
 
+    def any_due(self, partition: int, now: float) -> bool:
+        """Whether :meth:`pop_due` would return something (without popping)."""
+        heap = self.heaps.get(partition)
+        if not heap:
+            return False
+        return heap[0][0] <= now
+
     def pop_due(self, partition: int, now: float) -> tuple[float, str] | None:
         heap = self.heaps.get(partition)
         if heap and heap[0][0] <= now:

@@ -363,7 +363,9 @@ class Processor:
     async def _handle(self, topic: str, partition: int, offset: int,
                       key: bytes | None, value: bytes | None,
                       ingested: float | None, ack: Ack | None) -> None:
-        work = await self._ready(partition)
+        work = self.parts.get(partition)
+        if work is None or work.published is None or self.stale:
+            work = await self._ready(partition)
         if offset <= work.offered.get(topic, -1):
             # Delivered again in the same session (Faust may re-fetch a
             # partition's last message): the first copy is applied or queued,
@@ -395,8 +397,16 @@ class Processor:
 
     def _too_late(self, partition: int, ts: float) -> str | None:
         """Why an event is too far behind its partition's clock, or None."""
-        now = self.clock_now(partition, self.wall())
+        work = self.parts.get(partition)
+        if work is None or work.clock is None:
+            return None
+        wall = self.wall()
         days = self.policy.history.allowed_lateness_days
+        # The clock reads at most this (see clock_now); an event not late even
+        # then needs no look at the backlog, which is most events.
+        if ts >= work.clock + max(0.0, wall - work.clock_wall) - days * DAY:
+            return None
+        now = self.clock_now(partition, wall)
         if now is None or ts >= now - days * DAY:
             return None
         return (f"too late: event time {iso(ts)} is {(now - ts) / DAY:.1f} days behind "
@@ -420,7 +430,8 @@ class Processor:
 
         while (q := work.queue.pop(waiting)) is not None:
             _done(work, q.turn)
-            await self._run_due(partition, work, q.decoded.ts)
+            if self.due.any_due(partition, q.decoded.ts):
+                await self._run_due(partition, work, q.decoded.ts)
             try:
                 await self._apply(partition, work, q)
             except Exception as exc:
@@ -463,22 +474,30 @@ class Processor:
                     offset=q.offset, policy=self.policy)
         # A late event (within the allowed lateness) is judged at the
         # partition's clock: the customer as of now, including it.
-        await self._assess(partition, work, state, work.clock, q.ingested)
+        alert = self._assess(partition, work, state, work.clock)
+        if alert is not None:
+            await self._publish(partition, work, state, alert, work.clock, q.ingested)
         kind = self.kinds[q.topic]
         self.stats.events[kind] += 1
         metrics.child(metrics.EVENTS, q.topic).inc()
         if isinstance(d.record, Feedback):
             metrics.FEEDBACK.labels(d.record.outcome).inc()
 
-    async def _assess(self, partition: int, work: PartitionWork, state: CustomerState,
-                      now: float, ingested: float | None) -> None:
+    def _assess(self, partition: int, work: PartitionWork, state: CustomerState,
+                now: float) -> ChurnAlert | None:
+        """Re-score the customer; the alert to publish, if one is due.
+
+        Synchronous, so that the common case (no alert) costs no coroutine.
+        """
         before_due = state.due_ts
         alert = assess(state, now, self.policy, emitted_at=self.wall())
         work.dirty.add(state.customer_id)
         if state.due_ts != before_due:
             self.due.schedule(partition, state.customer_id, state.due_ts)
-        if alert is None:
-            return
+        return alert
+
+    async def _publish(self, partition: int, work: PartitionWork, state: CustomerState,
+                       alert: ChurnAlert, now: float, ingested: float | None) -> None:
         assert work.published is not None
         if alert.alert_id in work.published:
             # Published before a crash or a rebalance; the state now knows it.
@@ -508,7 +527,9 @@ class Processor:
             if state is None or state.due_ts != due:
                 continue  # superseded by a newer event
             try:
-                await self._assess(partition, work, state, due, None)
+                alert = self._assess(partition, work, state, due)
+                if alert is not None:
+                    await self._publish(partition, work, state, alert, due, None)
             except Exception:
                 log.exception("timer sweep failed; customer skipped",
                               extra={"fields": {"customer_id": cid}})

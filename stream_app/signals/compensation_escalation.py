@@ -18,6 +18,8 @@ CODE = "COMPENSATION_ESCALATION"
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     p = policy.compensation_escalation
     notes = recent(state, "compensation", now, p.window_days)
+    if not notes:  # policy values are positive: no demand, no signal
+        return None
     events = list(dict.fromkeys(str(n[1]) for n in notes))
     amounts = [float(n[4]) for n in notes if n[4]]
     largest = max(amounts, default=0.0)

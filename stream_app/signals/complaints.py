@@ -47,6 +47,8 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
 
 
 def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
+    if not state.complaints:
+        return None
     start = now - policy.complaints.window_days * DAY
     recent = [x[0] for x in state.complaints if start < x[0] <= now]
     return min(recent) + policy.complaints.window_days * DAY + 1.0 if recent else None

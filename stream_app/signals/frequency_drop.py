@@ -22,7 +22,8 @@ CODE = "FREQUENCY_DROP"
 
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     fd, h = policy.frequency_drop, policy.history
-    if state.first_purchase_ts is None:
+    # The baseline counts kept purchases only: fewer than needed in all, none.
+    if state.first_purchase_ts is None or state.purchases < fd.min_baseline_purchases:
         return None
     width = h.bucket_days * DAY
     current = int(now // width)

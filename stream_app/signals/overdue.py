@@ -9,8 +9,6 @@ population's typical gap instead of being ignored.
 
 from __future__ import annotations
 
-from statistics import median
-
 from ..policy import Policy
 from ..state import DAY, CustomerState
 from .base import Fired, clamp_strength, days, plural
@@ -25,9 +23,19 @@ def typical_gap_days(state: CustomerState, policy: Policy) -> tuple[float, bool]
     stretched to the longest gap the customer has already shown: a customer
     whose one gap was five months is not late after two.
     """
-    if len(state.gaps) >= policy.overdue.min_gaps:
-        return float(median(state.gaps)), True
-    return max([policy.overdue.population_gap_days, *state.gaps]), False
+    gaps = state.gaps
+    if len(gaps) >= policy.overdue.min_gaps:
+        ordered = sorted(gaps)
+        mid = len(ordered) // 2
+        middle = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        return float(middle), True
+    return max([policy.overdue.population_gap_days, *gaps]), False
+
+
+def _limit(state: CustomerState, gap: float, policy: Policy) -> float:
+    o = policy.overdue
+    longest = max(state.gaps, default=0.0) * o.longest_gap_multiple
+    return max(o.multiple * gap, longest, o.min_days)
 
 
 def threshold_days(state: CustomerState, policy: Policy) -> float:
@@ -36,20 +44,17 @@ def threshold_days(state: CustomerState, policy: Policy) -> float:
     The second bound keeps an irregular buyer (gaps of 5, 30, 8, 25 days)
     from being called late at every long gap of their ordinary rhythm.
     """
-    o = policy.overdue
-    gap, _ = typical_gap_days(state, policy)
-    longest = max(state.gaps, default=0.0) * o.longest_gap_multiple
-    return max(o.multiple * gap, longest, o.min_days)
+    return _limit(state, typical_gap_days(state, policy)[0], policy)
 
 
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     if state.last_purchase_ts is None:
         return None
     since = days(now - state.last_purchase_ts)
-    limit = threshold_days(state, policy)
+    gap, own = typical_gap_days(state, policy)
+    limit = _limit(state, gap, policy)
     if since <= limit:
         return None
-    gap, own = typical_gap_days(state, policy)
     whose = "usually buys every" if own else "customers typically buy every"
     detail = f"no purchase for {plural(round(since), 'day')} ({whose} {gap:.0f} days)"
     evidence = (str(state.recent_purchases[-1][1]),) if state.recent_purchases else ()
@@ -68,8 +73,9 @@ def next_check(state: CustomerState, now: float, policy: Policy) -> float | None
     if state.last_purchase_ts is None:
         return None
     limit = threshold_days(state, policy)
-    for at in sorted((*(limit * k for k in STEPS), policy.overdue.lapsed_days)):
+    best = None
+    for at in (*(limit * k for k in STEPS), policy.overdue.lapsed_days):
         t = state.last_purchase_ts + at * DAY + 1.0
-        if t > now:
-            return t
-    return None
+        if t > now and (best is None or t < best):
+            best = t
+    return best

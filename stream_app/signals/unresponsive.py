@@ -9,6 +9,8 @@ customer's own earlier rate.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..policy import Policy
 from ..state import DAY, CustomerState
 from .base import Fired, clamp_strength, plural
@@ -20,9 +22,18 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     p = policy.unresponsive
     start_day = int((now - p.window_days * DAY) // DAY)
     today = int(now // DAY)
-    days = [o for o in state.outreach if o[0] <= today]
-    window = [o for o in days if o[0] > start_day]
-    before = [o for o in days if o[0] <= start_day]
+    # One pass over the outreach days (oldest first): the window's days, and
+    # how many days before it there were and how many were answered.
+    window: list[list[Any]] = []
+    before = answered_before = 0
+    for o in state.outreach:
+        if o[0] > today:
+            break
+        if o[0] > start_day:
+            window.append(o)
+        else:
+            before += 1
+            answered_before += o[1]
     window_label = f"last {p.window_days} days"
     if state.unsubscribed_ts is not None and now - state.unsubscribed_ts <= p.window_days * DAY:
         last = window[-1][3] if window else ""
@@ -41,9 +52,9 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
         return Fired(CODE, clamp_strength(0.5 * len(streak) / p.min_streak_days),
                      float(len(streak)), None, float(p.min_streak_days), window_label,
                      evidence, detail)
-    if len(window) >= p.min_outreach_days and len(before) >= p.min_outreach_days:
+    if len(window) >= p.min_outreach_days and before >= p.min_outreach_days:
         rate = sum(o[1] for o in window) / len(window)
-        usual = sum(o[1] for o in before) / len(before)
+        usual = answered_before / before
         if usual > 0 and rate <= p.max_rate_ratio * usual:
             detail = (f"answers {rate:.0%} of our contacts in {p.window_days} days, "
                       f"usually {usual:.0%}")
@@ -57,5 +68,7 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
 def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
     """When the oldest outreach day in the window ages out."""
     start_day = int((now - policy.unresponsive.window_days * DAY) // DAY)
-    window = [o for o in state.outreach if o[0] > start_day]
-    return (window[0][0] + 1) * DAY + policy.unresponsive.window_days * DAY if window else None
+    for o in state.outreach:
+        if o[0] > start_day:
+            return (o[0] + 1) * DAY + policy.unresponsive.window_days * DAY
+    return None
