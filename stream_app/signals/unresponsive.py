@@ -70,5 +70,5 @@ def next_check(state: CustomerState, now: float, policy: Policy) -> float | None
     start_day = int((now - policy.unresponsive.window_days * DAY) // DAY)
     for o in state.outreach:
         if o[0] > start_day:
-            return (o[0] + 1) * DAY + policy.unresponsive.window_days * DAY
+            return float((o[0] + 1) * DAY + policy.unresponsive.window_days * DAY)
     return None
