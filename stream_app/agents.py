@@ -14,7 +14,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import partial
+from functools import cache, partial
 from typing import Any, cast
 
 import orjson
@@ -58,6 +58,11 @@ async def _send_dead_letter(key: bytes | None, letter: DeadLetter) -> Awaitable[
     return cast(Awaitable[Any], await topics.dead_letters.send(key=key, value=letter))
 
 
+@cache
+def _tp(topic: str, partition: int) -> TP:
+    return TP(topic, partition)
+
+
 def _backlog(topic: str, partition: int, offset: int) -> bool:
     """Whether the broker holds messages after ``offset`` (-1: any) in this partition.
 
@@ -66,7 +71,7 @@ def _backlog(topic: str, partition: int, offset: int) -> bool:
     partition holds could come before what the other topics delivered.
     """
     try:
-        highwater = app.consumer.highwater(TP(topic, partition))
+        highwater = app.consumer.highwater(_tp(topic, partition))
     except ConsumerNotStarted:  # agent test contexts have no consumer
         return False
     return highwater is None or offset + 1 < highwater

@@ -351,8 +351,18 @@ class Processor:
             if epoch != self.epoch:
                 self.stats.before_reset += len(messages)
                 return
+            work = self.parts.get(partition)
+            if work is None or work.published is None or self.stale:
+                work = await self._ready(partition)
             for offset, key, value, ingested, ack in messages:
-                await self._handle(topic, partition, offset, key, value, ingested, ack)
+                await self._take(work, topic, partition, offset, key, value, ingested, ack)
+            # Released once per batch, not per message: the merge order is the
+            # same (a topic's later messages never overtake its head), and the
+            # backlog is asked once per empty topic instead of per message.
+            await self._release(partition, work)
+            if (work.done >= FLUSH_EVENTS
+                    or self.wall() - work.last_flush >= self.flush_seconds):
+                await self._flush(partition)
 
     async def handle(self, topic: str, partition: int, offset: int,
                      key: bytes | None, value: bytes | None,
@@ -360,12 +370,10 @@ class Processor:
         """Take one message (see :meth:`handle_many`)."""
         await self.handle_many(topic, partition, ((offset, key, value, ingested, ack),))
 
-    async def _handle(self, topic: str, partition: int, offset: int,
-                      key: bytes | None, value: bytes | None,
-                      ingested: float | None, ack: Ack | None) -> None:
-        work = self.parts.get(partition)
-        if work is None or work.published is None or self.stale:
-            work = await self._ready(partition)
+    async def _take(self, work: PartitionWork, topic: str, partition: int, offset: int,
+                    key: bytes | None, value: bytes | None,
+                    ingested: float | None, ack: Ack | None) -> None:
+        """Decode one message and queue it for the merge (or dead-letter it)."""
         if offset <= work.offered.get(topic, -1):
             # Delivered again in the same session (Faust may re-fetch a
             # partition's last message): the first copy is applied or queued,
@@ -390,10 +398,6 @@ class Processor:
             # here, a crash must leave it to be delivered again.
             work.queue.push(topic, result.ts, offset,
                             Queued(topic, offset, result, ingested, turn))
-        await self._release(partition, work)
-        if (work.done >= FLUSH_EVENTS
-                or self.wall() - work.last_flush >= self.flush_seconds):
-            await self._flush(partition)
 
     def _too_late(self, partition: int, ts: float) -> str | None:
         """Why an event is too far behind its partition's clock, or None."""
@@ -425,8 +429,20 @@ class Processor:
 
     async def _release(self, partition: int, work: PartitionWork) -> None:
         """Apply every queued event the merge order allows, timers in between."""
+        # A topic seen caught up counts as caught up for the rest of this
+        # release: the broker's high-water mark is asked once per topic, not
+        # once per released event.  Nothing is handed in meanwhile (the
+        # partition's lock is held); what reaches the broker meanwhile is
+        # judged at the next release, as it would be a moment later anyway.
+        caught_up: set[str] = set()
+
         def waiting(topic: str) -> bool:
-            return self.backlog(topic, partition, work.offered.get(topic, -1))
+            if topic in caught_up:
+                return False
+            if self.backlog(topic, partition, work.offered.get(topic, -1)):
+                return True
+            caught_up.add(topic)
+            return False
 
         while (q := work.queue.pop(waiting)) is not None:
             _done(work, q.turn)
