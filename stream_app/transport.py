@@ -130,6 +130,11 @@ class TunedConsumer(driver.Consumer):
         read_offset = self._read_offset
         acks_enabled_for = app.topics.acks_enabled_for
         on_message_in = app.sensors.on_message_in
+        # One sensor update per partition and fetch instead of per message,
+        # when the app's monitor is the only sensor and can take a fetch.
+        on_messages_in = getattr(app.monitor, "on_messages_in", None)
+        if list(app.sensors) != [app.monitor]:
+            on_messages_in = None
         try:
             while not (self._stopped.is_set() or fetcher._stopped.is_set()):
                 self.diag.set_flag(CONSUMER_FETCHING)
@@ -162,8 +167,11 @@ class TunedConsumer(driver.Consumer):
                     # Counted in only when handed over: a dropped message
                     # is counted when it is read again.
                     for tp, messages in batch.items():
-                        for message in messages:
-                            on_message_in(tp, message.offset, message)
+                        if on_messages_in is not None:
+                            on_messages_in(tp, messages)
+                        else:
+                            for message in messages:
+                                on_message_in(tp, message.offset, message)
                     await handler(batch)
                 elif batch:
                     # A rebalance or a seek began during the fetch.

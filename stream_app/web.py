@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import re
 import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 import orjson
@@ -51,6 +52,27 @@ class LeanPrometheusMonitor(PrometheusMonitor):
         m.active_messages.inc()
         child(m.messages_received_per_topics, tp.topic).inc()
         child(m.messages_received_per_topics_partition, tp.topic, tp.partition).set(offset)
+
+    def on_messages_in(self, tp: Any, messages: Sequence[Any]) -> None:
+        """:meth:`on_message_in` for one fetch of one partition, one update per metric.
+
+        The same totals and the same last read offset; every message gets the
+        same arrival time (they arrived in the same fetch).
+        """
+        n = len(messages)
+        self.messages_received_total += n
+        self.messages_active += n
+        self.messages_received_by_topic[tp.topic] += n
+        last = messages[-1].offset
+        self.tp_read_offsets[tp] = last
+        now = self.time()
+        for message in messages:
+            message.time_in = now
+        m = self._metrics
+        m.messages_received.inc(n)
+        m.active_messages.inc(n)
+        child(m.messages_received_per_topics, tp.topic).inc(n)
+        child(m.messages_received_per_topics_partition, tp.topic, tp.partition).set(last)
 
     def on_table_get(self, table: Any, key: Any) -> None:
         Monitor.on_table_get(self, table, key)

@@ -1,0 +1,39 @@
+"""The worker's lean Prometheus sensor: a fetch counted at once counts the same."""
+
+from __future__ import annotations
+
+from faust.sensors.prometheus import FaustMetrics
+from faust.types import TP, Message
+from prometheus_client import CollectorRegistry
+
+from stream_app.web import LeanPrometheusMonitor
+
+
+def _monitor() -> tuple[LeanPrometheusMonitor, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return LeanPrometheusMonitor(metrics=FaustMetrics.create(registry, "t")), registry
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for metric in registry.collect() for s in metric.samples
+            if not s.name.endswith("_created")}
+
+
+def test_a_fetch_counted_at_once_counts_as_message_by_message() -> None:
+    tp = TP("purchases", 2)
+    messages = [Message(tp.topic, tp.partition, offset, 0.0, 0, None, b"k", b"v", None)
+                for offset in range(40, 47)]
+    one_by_one, registry_one = _monitor()
+    at_once, registry_all = _monitor()
+    for m in messages:
+        one_by_one.on_message_in(tp, m.offset, m)
+    at_once.on_messages_in(tp, messages)
+
+    assert _samples(registry_all) == _samples(registry_one)
+    assert _samples(registry_all)[("t_messages_received_total", ())] == 7
+    for field in ("messages_received_total", "messages_active"):
+        assert getattr(at_once, field) == getattr(one_by_one, field) == 7
+    assert at_once.messages_received_by_topic == one_by_one.messages_received_by_topic
+    assert at_once.tp_read_offsets == one_by_one.tp_read_offsets == {tp: 46}
+    assert all(m.time_in is not None for m in messages)
