@@ -66,9 +66,31 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
 
 
 def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
-    """When the oldest outreach day in the window ages out."""
-    start_day = int((now - policy.unresponsive.window_days * DAY) // DAY)
-    for o in state.outreach:
-        if o[0] > start_day:
-            return float((o[0] + 1) * DAY + policy.unresponsive.window_days * DAY)
+    """When the answer can change although no contact arrives.
+
+    While the signal fires: whenever a day ages out of the window (the streak,
+    the rate and the evidence change).  While it does not, ageing alone can
+    start it only through the response rate (days only leave the window, so
+    no streak or unsubscribe begins): the first ageing at which the rate
+    would fall far enough, if the window holds enough days for that.  A
+    woken customer costs a full re-scoring, so the sweep is not woken for
+    ageing that cannot change this signal.
+    """
+    p = policy.unresponsive
+    start_day = int((now - p.window_days * DAY) // DAY)
+    pending = [o[0] for o in state.outreach if o[0] > start_day]
+    if not pending:
+        return None
+
+    def ages_out(day: int) -> float:
+        # The moment ``day`` falls to or behind the window's start day.
+        return float((day + p.window_days) * DAY)
+
+    if pending[-1] > int(now // DAY) or evaluate(state, now, policy) is not None:
+        # Firing, or days recorded ahead of the clock are still to come in.
+        return ages_out(pending[0])
+    # After the k-th ageing at most len - k - 1 days are left in the window.
+    for day in pending[:len(pending) - p.min_outreach_days]:
+        if evaluate(state, ages_out(day), policy) is not None:
+            return ages_out(day)
     return None

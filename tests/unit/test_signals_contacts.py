@@ -57,6 +57,47 @@ def test_unsubscribe_is_unresponsive_at_once() -> None:
     assert fired is not None and "unsubscribed" in fired.detail
 
 
+def test_the_sweep_is_woken_when_ageing_starts_the_rate_drop_and_not_before() -> None:
+    s = buyer(7, 200)
+    for day in (10, 20, 30, 40):
+        contact(s, day, outcome="answered")
+    # In the window: half answered, the newest two not: no streak, rate 0.5.
+    for day, outcome in ((150, "answered"), (152, "answered"), (154, "answered"),
+                         (170, "ignored"), (175, "ignored"), (185, "answered"),
+                         (190, "ignored"), (195, "ignored")):
+        contact(s, day, outcome=outcome)
+    now = epoch(200)
+    assert unresponsive.evaluate(s, now, POLICY) is None
+    due = unresponsive.next_check(s, now, POLICY)
+    assert due is not None and due > now
+    # Day 150 ageing out leaves 3 of 7 answered (0.43, not yet far enough);
+    # day 152 leaves 2 of 6 (0.33 <= 0.4 x 1.0): the sweep wakes then.
+    assert unresponsive.evaluate(s, due, POLICY) is not None
+    assert unresponsive.evaluate(s, due - 86400, POLICY) is None
+
+
+def test_ageing_that_cannot_change_unresponsive_wakes_nobody() -> None:
+    s = buyer(7, 200)
+    for day in (150, 170, 190):
+        contact(s, day, outcome="answered")
+    now = epoch(200)
+    assert unresponsive.evaluate(s, now, POLICY) is None
+    assert unresponsive.next_check(s, now, POLICY) is None
+
+
+def test_a_firing_unresponsive_is_looked_at_as_each_day_ages_out() -> None:
+    s = buyer(7, 200)
+    for day in (180, 188, 196):
+        contact(s, day, channel="sms", outcome="ignored")
+    now = epoch(197)
+    assert unresponsive.evaluate(s, now, POLICY) is not None
+    due = unresponsive.next_check(s, now, POLICY)
+    assert due is not None
+    # The streak shrinks when its oldest day leaves the 60-day window.
+    assert unresponsive.evaluate(s, due, POLICY) is None
+    assert unresponsive.evaluate(s, due - 86400, POLICY) is not None
+
+
 # -- text-based -------------------------------------------------------------------
 
 def test_technical_faults_from_complaints_and_contact_text() -> None:
