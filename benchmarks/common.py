@@ -29,7 +29,7 @@ from aiokafka.partitioner import murmur2
 from stream_app.admin import create_topics
 from stream_app.broker import LocalBroker, free_port
 from stream_app.demo import committed_total, running_worker
-from stream_app.settings import Settings
+from stream_app.settings import Settings, from_env
 from stream_app.synthetic import Population
 
 KIND_TO_SETTING = {"purchases": "topic_purchases", "contacts": "topic_contacts",
@@ -150,14 +150,18 @@ class Bench:
                 shutil.rmtree(self.work, ignore_errors=True)
 
     def settings(self, app_id: str, **overrides: Any) -> Settings:
-        """Settings for a worker (or the tooling) on this broker, own data dir and port."""
+        """Settings for a worker (or the tooling) on this broker, own data dir and port.
+
+        Other settings come from the ``CHURNWATCH_*`` environment, so a figure
+        can be measured under, say, another flush interval.
+        """
         self._workers += 1
         values: dict[str, Any] = dict(
             broker_url=self.broker.url, broker_profile="local", store="rocksdb://",
             data_dir=str(self.work / f"state-{app_id}-{self._workers}"),
             web_port=free_port(), app_id=app_id, log_level="warning")
         values.update(overrides)
-        return Settings().with_overrides(**values)
+        return from_env().with_overrides(**values)
 
     def log_path(self, label: str) -> Path:
         return self.work / f"{label}.log"
