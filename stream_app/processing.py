@@ -9,12 +9,12 @@ acknowledge it.  Per partition the processor
    run, whatever order the fetches delivered them in;
 3. applies released events to cached customer states, runs the silence
    timers that fall due in between, and sends an alert as soon as one is due;
-4. every ``FLUSH_SECONDS`` (or ``FLUSH_EVENTS`` events) *flushes*: waits for
-   the broker to confirm the alerts sent since the last flush, writes each
-   changed customer's state once, records how far the alerts topic is known
-   to be reflected in the states (the *checkpoint*), and only then
-   acknowledges the events — so Faust commits no offset whose effects could
-   still be lost.
+4. every ``FLUSH_SECONDS`` (or ``FLUSH_EVENTS`` events in a partition)
+   *flushes* all its partitions together: waits for the broker to confirm
+   the alerts sent since the last flush, writes each changed customer's
+   state once, records how far the alerts topic is known to be reflected in
+   the states (the *checkpoint*), and only then acknowledges the events — so
+   Faust commits no offset whose effects could still be lost.
 
 Why batching: Faust writes one changelog message per table write.  A state
 written once per flush instead of once per event costs a fraction of the
@@ -360,9 +360,7 @@ class Processor:
             # same (a topic's later messages never overtake its head), and the
             # backlog is asked once per empty topic instead of per message.
             await self._release(partition, work)
-            if (work.done >= FLUSH_EVENTS
-                    or self.wall() - work.last_flush >= self.flush_seconds):
-                await self._flush(partition)
+        await self.flush_due()
 
     async def handle(self, topic: str, partition: int, offset: int,
                      key: bytes | None, value: bytes | None,
@@ -555,10 +553,28 @@ class Processor:
 
     # -- flush ------------------------------------------------------------
 
+    async def flush_due(self) -> None:
+        """Flush every partition, together, once one of them is due.
+
+        Together, so that the broker round trip that seals the changelog
+        (``seal``) is paid once per round, not once per partition, and the
+        partitions stay in step.
+        """
+        now = self.wall()
+        if any(w.done >= FLUSH_EVENTS or now - w.last_flush >= self.flush_seconds
+               for w in self.parts.values()):
+            await self._flush_together(sorted(self.parts))
+
+    async def _flush_together(self, partitions: list[int]) -> None:
+        # Locks in ascending order, as ``revoke`` takes them: no deadlock.
+        async with AsyncExitStack() as held:
+            for partition in partitions:
+                await held.enter_async_context(self._lock(partition))
+            await self._flush_many(partitions)
+
     async def flush_all(self) -> None:
         """Flush every partition (graceful shutdown: commit what is done)."""
-        for partition in list(self.parts):
-            await self.flush(partition)
+        await self._flush_together(sorted(self.parts))
         log.info("flushed before stopping", extra={"fields": {
             "partitions": len(self.parts),
             "queued_for_redelivery": sum(len(w.queue) for w in self.parts.values())}})
@@ -568,36 +584,50 @@ class Processor:
             await self._flush(partition)
 
     async def _flush(self, partition: int) -> None:
-        """Make the partition's applied events durable, then acknowledge them."""
-        work = self.parts.get(partition)
-        if work is None:
-            return
-        work.last_flush = self.wall()
-        moved = bool(work.alert_offsets)
-        if moved:
-            offsets = [await f for f in work.alert_offsets]
-            work.alert_offsets.clear()
-            work.checkpoint = max(work.checkpoint, max(offsets) + 1)
-        for f in work.other_sends:
-            await f
-        work.other_sends.clear()
-        # Faust picks a table write's partition from the event in hand.
-        with self.in_partition(partition):
-            for cid in work.dirty:
-                self.table[cid.encode()] = self.cache[cid].to_bytes()
-        wrote = bool(work.dirty)
-        work.dirty.clear()
-        if self.seal is not None and wrote:
+        await self._flush_many([partition])
+
+    async def _flush_many(self, partitions: list[int]) -> None:
+        """Make the partitions' applied events durable, then acknowledge them.
+
+        The caller holds their locks.
+        """
+        wall = self.wall()
+        #: (partition, its work, whether its checkpoint is to be written)
+        written: list[tuple[int, PartitionWork, bool]] = []
+        states_written = False
+        for partition in partitions:
+            work = self.parts.get(partition)
+            if work is None:
+                continue
+            work.last_flush = wall
+            moved = bool(work.alert_offsets)
+            if moved:
+                offsets = [await f for f in work.alert_offsets]
+                work.alert_offsets.clear()
+                work.checkpoint = max(work.checkpoint, max(offsets) + 1)
+            for f in work.other_sends:
+                await f
+            work.other_sends.clear()
+            # Faust picks a table write's partition from the event in hand.
+            with self.in_partition(partition):
+                for cid in work.dirty:
+                    self.table[cid.encode()] = self.cache[cid].to_bytes()
+            wrote = bool(work.dirty)
+            states_written = states_written or wrote
+            work.dirty.clear()
+            written.append((partition, work, moved or (self.seal is not None and wrote)))
+        if self.seal is not None and states_written:
             # The changelog must not end in a batch of states: see ``seal``.
             await self.seal()
-        if moved or (self.seal is not None and wrote):
-            with self.in_partition(partition):
-                self.table[checkpoint_key(partition)] = orjson.dumps(
-                    {"alerts_offset": work.checkpoint})
-        work.done = 0
-        for turns in work.acks.values():
-            while turns and turns[0].done:
-                turns.popleft().ack()
+        for partition, work, mark in written:
+            if mark:
+                with self.in_partition(partition):
+                    self.table[checkpoint_key(partition)] = orjson.dumps(
+                        {"alerts_offset": work.checkpoint})
+            work.done = 0
+            for turns in work.acks.values():
+                while turns and turns[0].done:
+                    turns.popleft().ack()
         self._trim_cache()
 
     def _trim_cache(self) -> None:

@@ -258,3 +258,37 @@ def test_a_rebalance_drops_messages_handed_in_before_it(
     ids = [a.alert_id for a in out.alerts]
     assert len(ids) == len(set(ids))
     assert sorted(ids) == sorted(a.alert_id for a in baseline[0])
+
+
+def test_partitions_are_flushed_together_behind_one_seal(population: Population) -> None:
+    """On a broker that needs it, the changelog is sealed once per flush round."""
+    msgs = messages(population)[:400]
+    assert {m[1] for m in msgs} == set(range(PARTITIONS))
+    events: list[str] = []
+
+    class Recording(dict[bytes, bytes]):
+        def __setitem__(self, key: bytes, value: bytes) -> None:
+            events.append("checkpoint" if key.startswith(b"\x00") else "state")
+            super().__setitem__(key, value)
+
+    async def seal() -> None:
+        events.append("seal")
+
+    out = Outputs()
+    proc = Processor(Recording(), Policy(), out.send_alert, out.send_dead, KINDS,
+                     seal=seal, flush_seconds=3600)
+    committed: set[tuple[str, int, int]] = set()
+
+    async def go() -> None:
+        for m in msgs:
+            await proc.handle(*m, ack=acknowledger(committed, m))
+        assert events == [] and not committed  # nothing due yet
+        await proc.flush_all()
+
+    asyncio.run(go())
+    assert events.count("seal") == 1
+    seal_at = events.index("seal")
+    # Every state before the seal, every checkpoint (one per partition) after it.
+    assert set(events[:seal_at]) == {"state"}
+    assert events[seal_at + 1:] == ["checkpoint"] * PARTITIONS
+    assert committed == {m[:3] for m in msgs}
