@@ -6,9 +6,21 @@ commits their offsets and flushes the producer before it exits.
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import faust
+
+#: The cyclic garbage collector's generation thresholds for the worker.
+#: Python's default (700 allocations per young collection) suits programs
+#: that allocate little; the worker allocates several objects per event and
+#: keeps many long-lived customer states, so with the default it spent about
+#: a fifth of its time collecting, mostly re-scanning live states (in-process
+#: on the 2,000-customer stream: 5,900-6,400 events/s, 7,700-8,400 with these;
+#: the worker: 3,594 -> 6,150).  Reference counting still frees everything
+#: without a cycle at once (the states have none); only cyclic garbage waits
+#: longer, so memory is not what this trades.
+GC_THRESHOLDS = (20_000, 50, 100)
 
 
 def run_worker(create_topics: bool = True) -> None:
@@ -31,5 +43,8 @@ def run_worker(create_topics: bool = True) -> None:
             "app_id": settings.app_id, "broker": settings.broker_url,
             "store": settings.store, "partitions": settings.partitions}})
 
+    # Start-up's objects (modules, the app) are never garbage: out of every scan.
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
