@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faust.sensors.prometheus import FaustMetrics
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP, Message
 from prometheus_client import CollectorRegistry
 
@@ -37,3 +37,20 @@ def test_a_fetch_counted_at_once_counts_as_message_by_message() -> None:
     assert at_once.messages_received_by_topic == one_by_one.messages_received_by_topic
     assert at_once.tp_read_offsets == one_by_one.tp_read_offsets == {tp: 46}
     assert all(m.time_in is not None for m in messages)
+
+
+def test_sends_and_table_operations_count_as_in_fausts_own_sensor() -> None:
+    registry_lean, registry_faust = CollectorRegistry(), CollectorRegistry()
+    lean = LeanPrometheusMonitor(metrics=FaustMetrics.create(registry_lean, "t"))
+    faust_own = PrometheusMonitor(metrics=FaustMetrics.create(registry_faust, "t"))
+
+    class Table:
+        name = "customer_to_state"
+
+    for monitor in (lean, faust_own):
+        for topic in ("churn-alerts", "churn-alerts", "state-changelog"):
+            monitor.on_send_initiated(None, topic, None, 3, 10)  # type: ignore[arg-type]
+        monitor.on_table_get(Table(), b"k")  # type: ignore[arg-type]
+        monitor.on_table_set(Table(), b"k", b"v")  # type: ignore[arg-type]
+    assert _samples(registry_lean) == _samples(registry_faust)
+    assert lean.messages_sent_by_topic == faust_own.messages_sent_by_topic
