@@ -7,15 +7,18 @@ ends either applied or dead-lettered.
 
 Hand-written checks rather than a JSON Schema validator on the hot path: they
 cost a few microseconds per event and produce reasons a person can act on.
-The contract test proves they accept and reject what ``schemas/`` does.
+The contract test proves they accept and reject what ``schemas/`` does.  A
+valid event only meets each check's fast yes/no (:meth:`Check.ok`); the
+reasons are worked out, by the plainer code that words them, only for an
+event that is refused.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -33,6 +36,7 @@ from .records import (
     Contact,
     Feedback,
     Purchase,
+    record_builder,
 )
 
 #: Events larger than this are not customer events; refuse before parsing.
@@ -43,6 +47,7 @@ MAX_TEXT_LENGTH = 8000
 MIN_YEAR, MAX_YEAR = 1990, 2100
 MIN_TS = datetime(MIN_YEAR, 1, 1).timestamp() - 86400
 MAX_TS = datetime(MAX_YEAR, 1, 1).timestamp()
+_EPOCH_DAY = datetime(1970, 1, 1).toordinal()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,100 +57,188 @@ class Decoded:
     ts: float
 
 
+#: The slot setters of Decoded's two fields, for _decoded.
+_SET_RECORD: Callable[[Decoded, Any], None] = Decoded.__dict__["record"].__set__
+_SET_TS: Callable[[Decoded, float], None] = Decoded.__dict__["ts"].__set__
+
+
+def _decoded(record: Purchase | Contact | Complaint | Feedback, ts: float) -> Decoded:
+    """``Decoded(record, ts)`` for some 40% less.
+
+    A frozen dataclass's ``__init__`` assigns each field through
+    ``object.__setattr__``, looked up afresh on every call: close to a tenth
+    of a decode.  Filling the two slots directly makes the same object (a unit
+    test holds the two ways equal, and fails if Decoded gains a field).
+    """
+    decoded = object.__new__(Decoded)
+    _SET_RECORD(decoded, record)
+    _SET_TS(decoded, ts)
+    return decoded
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     reason: str
 
 
-Check = Callable[[str, Any], str | None]
+class Check:
+    """One field's rule: ``ok(v)`` answers fast, calling it says why not.
+
+    Every event on the hot path is asked only ``ok``: a plain yes/no with no
+    message to format.  The reasons are worded only for an event that failed,
+    by the original, readable message code, so the two halves of a rule sit
+    side by side and ``ok(v)`` is ``check(name, v) is None`` for every value
+    JSON can produce (a unit test holds them to that).  ``ok`` may demand
+    exact built-in types (orjson produces nothing else); anything it doubts
+    goes to the message code, which has the last word.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, name: str, v: Any) -> str | None:
+        """The reason ``v`` is not acceptable for field ``name``, or ``None``."""
+        raise NotImplementedError
+
+    def ok(self, v: Any) -> bool:
+        """Whether ``v`` is acceptable (``v`` is never ``None`` here)."""
+        raise NotImplementedError
 
 
-def _string(max_len: int) -> Check:
-    def check(name: str, v: Any) -> str | None:
+class _String(Check):
+    __slots__ = ("max_len",)
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len = max_len
+
+    def __call__(self, name: str, v: Any) -> str | None:
         if not isinstance(v, str):
             return f"field '{name}' must be a string, got {type(v).__name__}"
         if not v.strip():
             return f"field '{name}' must not be empty"
-        if len(v) > max_len:
-            return f"field '{name}' is longer than {max_len} characters"
+        if len(v) > self.max_len:
+            return f"field '{name}' is longer than {self.max_len} characters"
         return None
-    return check
+
+    def ok(self, v: Any) -> bool:
+        return type(v) is str and len(v) <= self.max_len and v.strip() != ""
 
 
-def _enum(values: tuple[str, ...]) -> Check:
-    def check(name: str, v: Any) -> str | None:
-        if v not in values:
-            return f"field '{name}' must be one of {', '.join(values)}; got {v!r}"
+class _Enum(Check):
+    __slots__ = ("members", "values")
+
+    def __init__(self, values: tuple[str, ...]) -> None:
+        self.values = values
+        self.members = frozenset(values)
+
+    def __call__(self, name: str, v: Any) -> str | None:
+        if v not in self.values:
+            return f"field '{name}' must be one of {', '.join(self.values)}; got {v!r}"
         return None
-    return check
+
+    def ok(self, v: Any) -> bool:
+        return type(v) is str and v in self.members
 
 
-def _number(lo: float, hi: float | None = None) -> Check:
-    def check(name: str, v: Any) -> str | None:
+class _Number(Check):
+    """A finite number in ``lo..hi``; ``hi`` is finite, so the range excludes inf and NaN."""
+
+    __slots__ = ("hi", "lo")
+
+    def __init__(self, lo: float, hi: float) -> None:
+        self.lo, self.hi = lo, hi
+
+    def __call__(self, name: str, v: Any) -> str | None:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             return f"field '{name}' must be a number, got {type(v).__name__}"
-        if v < lo or (hi is not None and v > hi):
-            bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            return f"field '{name}' must be {bound}, got {v}"
+        if v < self.lo or v > self.hi:
+            return f"field '{name}' must be {self.lo}..{self.hi}, got {v}"
         return None
-    return check
+
+    def ok(self, v: Any) -> bool:
+        t = type(v)
+        return (t is float or t is int) and self.lo <= v <= self.hi
 
 
-def _integer(lo: int, hi: int) -> Check:
-    def check(name: str, v: Any) -> str | None:
+class _Integer(Check):
+    __slots__ = ("hi", "lo")
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+
+    def __call__(self, name: str, v: Any) -> str | None:
         if isinstance(v, bool) or not isinstance(v, int):
             return f"field '{name}' must be a whole number, got {type(v).__name__}"
-        if not lo <= v <= hi:
-            return f"field '{name}' must be {lo}..{hi}, got {v}"
+        if not self.lo <= v <= self.hi:
+            return f"field '{name}' must be {self.lo}..{self.hi}, got {v}"
         return None
-    return check
+
+    def ok(self, v: Any) -> bool:
+        return type(v) is int and self.lo <= v <= self.hi
 
 
-def _boolean(name: str, v: Any) -> str | None:
-    return None if isinstance(v, bool) else f"field '{name}' must be true or false"
+class _Boolean(Check):
+    __slots__ = ()
+
+    def __call__(self, name: str, v: Any) -> str | None:
+        return None if isinstance(v, bool) else f"field '{name}' must be true or false"
+
+    def ok(self, v: Any) -> bool:
+        return v is True or v is False
 
 
-def _tags(name: str, v: Any) -> str | None:
-    if not isinstance(v, list) or not all(isinstance(t, str) for t in v):
-        return f"field '{name}' must be a list of strings"
-    if len(v) > 50:
-        return f"field '{name}' has more than 50 tags"
-    return None
+class _Tags(Check):
+    __slots__ = ()
+
+    def __call__(self, name: str, v: Any) -> str | None:
+        if not isinstance(v, list) or not all(isinstance(t, str) for t in v):
+            return f"field '{name}' must be a list of strings"
+        if len(v) > 50:
+            return f"field '{name}' has more than 50 tags"
+        return None
+
+    def ok(self, v: Any) -> bool:
+        return type(v) is list and len(v) <= 50 and all(type(t) is str for t in v)
 
 
-def _currency(name: str, v: Any) -> str | None:
-    if not (isinstance(v, str) and len(v) == 3 and v.isascii() and v.isupper()):
-        return f"field '{name}' must be an ISO-4217 code such as ILS or EUR, got {v!r}"
-    return None
+class _Currency(Check):
+    __slots__ = ()
+
+    def __call__(self, name: str, v: Any) -> str | None:
+        if not self.ok(v):
+            return f"field '{name}' must be an ISO-4217 code such as ILS or EUR, got {v!r}"
+        return None
+
+    def ok(self, v: Any) -> bool:
+        return isinstance(v, str) and len(v) == 3 and v.isascii() and v.isupper()
 
 
-_ID = _string(MAX_ID_LENGTH)
-_TEXT = _string(MAX_TEXT_LENGTH)
+_ID = _String(MAX_ID_LENGTH)
+_TEXT = _String(MAX_TEXT_LENGTH)
 
 #: kind -> field -> (required, check).  Mirrors schemas/<kind>.json.
 FIELDS: dict[str, dict[str, tuple[bool, Check]]] = {
     "purchases": {
-        "amount": (True, _number(0, 1e9)),
-        "currency": (False, _currency),
-        "channel": (False, _enum(PURCHASE_CHANNELS)),
+        "amount": (True, _Number(0, 1e9)),
+        "currency": (False, _Currency()),
+        "channel": (False, _Enum(PURCHASE_CHANNELS)),
     },
     "contacts": {
-        "direction": (True, _enum(DIRECTIONS)),
-        "channel": (True, _enum(CONTACT_CHANNELS)),
-        "outcome": (False, _enum(CONTACT_OUTCOMES)),
-        "purpose": (False, _enum(CONTACT_PURPOSES)),
+        "direction": (True, _Enum(DIRECTIONS)),
+        "channel": (True, _Enum(CONTACT_CHANNELS)),
+        "outcome": (False, _Enum(CONTACT_OUTCOMES)),
+        "purpose": (False, _Enum(CONTACT_PURPOSES)),
         "text": (False, _TEXT),
-        "tags": (False, _tags),
+        "tags": (False, _Tags()),
     },
     "complaints": {
-        "category": (True, _enum(COMPLAINT_CATEGORIES)),
-        "severity": (True, _integer(1, 5)),
-        "compensation_requested": (False, _number(0, 1e9)),
+        "category": (True, _Enum(COMPLAINT_CATEGORIES)),
+        "severity": (True, _Integer(1, 5)),
+        "compensation_requested": (False, _Number(0, 1e9)),
         "text": (False, _TEXT),
-        "resolved": (False, _boolean),
+        "resolved": (False, _Boolean()),
     },
     "feedback": {
-        "outcome": (True, _enum(FEEDBACK_OUTCOMES)),
+        "outcome": (True, _Enum(FEEDBACK_OUTCOMES)),
         "alert_id": (False, _ID),
         "note": (False, _TEXT),
     },
@@ -153,9 +246,38 @@ FIELDS: dict[str, dict[str, tuple[bool, Check]]] = {
 _COMMON: dict[str, tuple[bool, Check]] = {
     "event_id": (True, _ID),
     "customer_id": (True, _ID),
-    "ts": (True, _string(64)),
-    "schema_version": (False, _integer(1, 1)),
+    "ts": (True, _String(64)),
+    "schema_version": (False, _Integer(1, 1)),
 }
+
+
+_Ok = Callable[[Any], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """What :func:`decode` needs for one input kind, worked out once at import."""
+
+    spec: dict[str, tuple[bool, Check]]
+    #: (field, ok) for the required and the optional fields, common ones first.
+    required: tuple[tuple[str, _Ok], ...]
+    optional: tuple[tuple[str, _Ok], ...]
+    build: Callable[[Mapping[str, Any]], Purchase | Contact | Complaint | Feedback]
+
+
+def _kind(kind: str) -> _Kind:
+    spec = FIELDS[kind]
+    rules = {**_COMMON, **spec}
+    return _Kind(
+        spec=spec,
+        required=tuple((name, check.ok) for name, (required, check) in rules.items() if required),
+        optional=tuple((name, check.ok) for name, (required, check) in rules.items()
+                       if not required),
+        build=record_builder(INPUT_RECORDS[kind]),
+    )
+
+
+_KINDS = {kind: _kind(kind) for kind in FIELDS}
 
 
 def parse_ts(value: str) -> float | str:
@@ -168,11 +290,23 @@ def parse_ts(value: str) -> float | str:
         dt = datetime.fromisoformat(value)
     except ValueError:
         return f"field 'ts' is not an ISO-8601 timestamp: {value!r}"
-    if dt.tzinfo is None or dt.utcoffset() is None:
+    tz = dt.tzinfo
+    offset: timedelta | None
+    if type(tz) is timezone:
+        # What fromisoformat gives for any offset: fixed, so asked directly;
+        # ``dt.utcoffset()`` goes the long way round (a method call by name).
+        offset = tz.utcoffset(None)
+    elif tz is None or (offset := dt.utcoffset()) is None:
         return f"field 'ts' has no UTC offset (add 'Z' or '+02:00'): {value!r}"
     if not MIN_YEAR <= dt.year < MAX_YEAR:
         return f"field 'ts' is outside {MIN_YEAR}..{MAX_YEAR}: {value!r}"
-    return dt.timestamp()
+    if dt.microsecond or offset.microseconds:
+        return dt.timestamp()
+    # Whole seconds: exactly what dt.timestamp() returns (it divides the same
+    # whole number of microseconds by 10**6), without the aware-datetime
+    # subtraction and big-integer arithmetic that were a third of this call.
+    return float((dt.toordinal() - _EPOCH_DAY) * 86400 + dt.hour * 3600 + dt.minute * 60
+                 + dt.second - offset.days * 86400 - offset.seconds)
 
 
 def decode(kind: str, key: bytes | None, value: bytes | None) -> Decoded | Rejected:
@@ -187,23 +321,13 @@ def decode(kind: str, key: bytes | None, value: bytes | None) -> Decoded | Rejec
         return Rejected(f"not valid UTF-8 JSON: {exc}")
     if not isinstance(data, dict):
         return Rejected(f"expected a JSON object, got {type(data).__name__}")
-    spec = FIELDS[kind]
-    known: dict[str, Any] = {}
-    # Unknown fields are ignored, not refused: producers may add fields
-    # (schema evolution) without every event being dead-lettered.
-    for name, v in data.items():
-        rule = _COMMON.get(name) or spec.get(name)
-        if rule is None or (v is None and not rule[0]):
-            continue
-        problem = rule[1](name, v)
-        if problem:
-            return Rejected(problem)
-        known[name] = v
-    data = known
-    for table in (_COMMON, spec):
-        for name, (required, _) in table.items():
-            if required and name not in data:
-                return Rejected(f"missing required field '{name}'")
+    k = _KINDS[kind]
+    if not _passes(k, data):
+        # For what orjson produces the two always agree, so this returns; were
+        # a check ever laxer than its fast test, the event would go on as valid.
+        problem = _first_problem(k.spec, data)
+        if problem is not None:
+            return problem
     ts = parse_ts(data["ts"])
     if isinstance(ts, str):
         return Rejected(ts)
@@ -215,5 +339,45 @@ def decode(kind: str, key: bytes | None, value: bytes | None) -> Decoded | Rejec
             "message key does not match customer_id; key every event by its customer_id "
             "so that one customer's events share a partition"
         )
-    data.pop("schema_version", None)
-    return Decoded(INPUT_RECORDS[kind](**data), ts)
+    # The builder reads the record's fields and ignores the rest (unknown
+    # fields, schema_version); a null optional field gets its default.
+    return _decoded(k.build(data), ts)
+
+
+def _passes(k: _Kind, data: dict[str, Any]) -> bool:
+    """Whether every field is acceptable: the fast yes for the common, valid event.
+
+    A null optional field counts as absent; unknown fields are ignored, not
+    refused: producers may add fields (schema evolution) without every event
+    being dead-lettered.
+    """
+    for name, ok in k.required:
+        v = data.get(name)
+        if v is None or not ok(v):
+            return False
+    for name, ok in k.optional:
+        v = data.get(name)
+        if v is not None and not ok(v):
+            return False
+    return True
+
+
+def _first_problem(spec: dict[str, tuple[bool, Check]], data: dict[str, Any]) -> Rejected | None:
+    """The reason an event is refused: the first bad field in the event's own order,
+    else the first missing required field (common fields first).
+
+    Only asked once :func:`_passes` said no, so its wording (the contract
+    people read in dead letters) costs nothing on valid events.
+    """
+    for name, v in data.items():
+        rule = _COMMON.get(name) or spec.get(name)
+        if rule is None or (v is None and not rule[0]):
+            continue
+        problem = rule[1](name, v)
+        if problem:
+            return Rejected(problem)
+    for table in (_COMMON, spec):
+        for name, (required, _) in table.items():
+            if required and data.get(name) is None:
+                return Rejected(f"missing required field '{name}'")
+    return None
