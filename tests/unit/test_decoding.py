@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -19,7 +18,6 @@ from stream_app.decoding import (
     Check,
     Decoded,
     Rejected,
-    _decoded,
     decode,
     parse_ts,
 )
@@ -63,8 +61,8 @@ def test_decoded_time_is_epoch_seconds_utc() -> None:
     assert result.ts == 1740816000.0  # 2025-03-01T08:00:00Z
 
 
-# The fast path (stream_app.decoding._passes, records.record_builder,
-# decoding._decoded) must give exactly what the readable path gives.
+# The fast path (stream_app.decoding._passes, records.record_builder) must
+# give exactly what the readable path gives.
 
 ENVELOPE = {"event_id": "e1", "customer_id": "c1", "ts": "2025-03-01T10:00:00+02:00"}
 RULES = [(name, check) for table in (_COMMON, *FIELDS.values())
@@ -118,15 +116,6 @@ def test_record_builder_refuses_fields_it_cannot_build_exactly() -> None:
 
     with pytest.raises(TypeError, match="DatetimeField"):
         records.record_builder(Stamped)
-
-
-def test_decoded_shortcut_makes_the_same_object() -> None:
-    result = decode("purchases", b"c1", orjson.dumps(GOOD))
-    assert isinstance(result, Decoded)
-    assert [f.name for f in dataclasses.fields(Decoded)] == ["record", "ts"]
-    fast, plain = _decoded(result.record, 1.5), Decoded(result.record, 1.5)
-    assert fast == plain and repr(fast) == repr(plain) and hash(fast) == hash(plain)
-    assert pickle.loads(pickle.dumps(fast)) == plain
 
 
 @pytest.mark.parametrize("text", [
