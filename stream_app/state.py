@@ -20,6 +20,7 @@ recognised and skipped instead of being counted twice.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -159,6 +160,20 @@ def new_state(customer_id: str) -> CustomerState:
     return CustomerState(customer_id=customer_id)
 
 
+_FIRST = itemgetter(0)
+
+
+def _insert(items: list[list[Any]], item: list[Any]) -> None:
+    """Add ``item`` to ``items``, kept in order of their first element (a time).
+
+    Events mostly arrive in time order, so the item usually belongs last and
+    no sort is needed; equal times keep arrival order, as the stable sort does.
+    """
+    items.append(item)
+    if len(items) > 1 and item[0] < items[-2][0]:
+        items.sort(key=_FIRST)
+
+
 def already_applied(state: CustomerState, topic: str, offset: int) -> bool:
     last = state.offsets.get(topic)
     return last is not None and offset <= last
@@ -185,8 +200,7 @@ def apply_purchase(state: CustomerState, p: Purchase, ts: float, policy: Policy)
             state.gaps.append(round((ts - last) / DAY, 3))
             del state.gaps[: -h.gaps_kept]
         state.last_purchase_ts = ts
-    state.recent_purchases.append([ts, p.event_id])
-    state.recent_purchases.sort(key=lambda x: x[0])
+    _insert(state.recent_purchases, [ts, p.event_id])
     del state.recent_purchases[:-RECENT_PURCHASES_KEPT]
     idx = int(ts // (h.bucket_days * DAY))
     amount = float(p.amount)
@@ -196,10 +210,10 @@ def apply_purchase(state: CustomerState, p: Purchase, ts: float, policy: Policy)
             b[2] = round(b[2] + amount, 2)
             break
     else:
-        state.buckets.append([idx, 1, round(amount, 2)])
-        state.buckets.sort(key=lambda b: b[0])
+        _insert(state.buckets, [idx, 1, round(amount, 2)])
     newest = state.buckets[-1][0]
-    state.buckets = [b for b in state.buckets if b[0] > newest - h.buckets_kept]
+    if state.buckets[0][0] <= newest - h.buckets_kept:
+        state.buckets = [b for b in state.buckets if b[0] > newest - h.buckets_kept]
 
 
 def _add_notes(state: CustomerState, record: Complaint | Contact, ts: float,
@@ -208,16 +222,14 @@ def _add_notes(state: CustomerState, record: Complaint | Contact, ts: float,
     if not found:
         return
     for kind, words, amount in found:
-        state.notes.append([ts, record.event_id, kind, words, amount])
-    state.notes.sort(key=lambda x: x[0])
+        _insert(state.notes, [ts, record.event_id, kind, words, amount])
     horizon = max(ts, state.last_ts) - policy.history.complaint_days * DAY
     state.notes = [n for n in state.notes if n[0] >= horizon][-NOTES_KEPT:]
 
 
 def apply_complaint(state: CustomerState, c: Complaint, ts: float, policy: Policy) -> None:
     h = policy.history
-    state.complaints.append([ts, c.event_id, c.category, int(c.severity)])
-    state.complaints.sort(key=lambda x: x[0])
+    _insert(state.complaints, [ts, c.event_id, c.category, int(c.severity)])
     horizon = max(ts, state.last_ts) - h.complaint_days * DAY
     state.complaints = [x for x in state.complaints if x[0] >= horizon][-h.complaints_kept:]
     _add_notes(state, c, ts, policy)
@@ -240,8 +252,7 @@ def apply_contact(state: CustomerState, c: Contact, ts: float, policy: Policy) -
                 same[1] = max(same[1], int(responded))
                 same[3] = c.event_id
             else:
-                state.outreach.append([day, int(responded), c.channel, c.event_id])
-                state.outreach.sort(key=lambda o: o[0])
+                _insert(state.outreach, [day, int(responded), c.channel, c.event_id])
                 del state.outreach[:-OUTREACH_KEPT]
     else:
         stats[2] += 1

@@ -146,3 +146,20 @@ def test_complaints_age_out_of_the_window() -> None:
     due = complaints.next_check(s, epoch(200), POLICY)
     assert due is not None
     assert complaints.evaluate(s, due, POLICY) is None
+
+
+def test_histories_stay_in_time_order_whatever_order_events_come_in() -> None:
+    import random
+
+    from stream_app.state import _insert
+
+    rng = random.Random(5)
+    for _ in range(200):
+        items: list[list[object]] = []
+        expected: list[list[object]] = []
+        for n in range(rng.randrange(1, 12)):
+            item = [rng.choice([1.0, 2.0, 3.0, 3.0, 4.0]), n]
+            _insert(items, item)
+            expected.append(item)
+            expected.sort(key=lambda x: x[0])  # type: ignore[arg-type,return-value]
+        assert items == expected  # same order, equal times in arrival order
