@@ -72,10 +72,15 @@ def next_check(state: CustomerState, now: float, policy: Policy) -> float | None
     """When the customer turns late, as the lateness grows, and when they lapse."""
     if state.last_purchase_ts is None:
         return None
+    last = state.last_purchase_ts
     limit = threshold_days(state, policy)
     best = None
-    for at in (*(limit * k for k in STEPS), policy.overdue.lapsed_days):
-        t = state.last_purchase_ts + at * DAY + 1.0
-        if t > now and (best is None or t < best):
+    for k in STEPS:  # ascending, and the limit is positive: the first later one
+        t = last + (limit * k) * DAY + 1.0
+        if t > now:
             best = t
+            break
+    lapsed = last + policy.overdue.lapsed_days * DAY + 1.0
+    if lapsed > now and (best is None or lapsed < best):
+        best = lapsed
     return best
