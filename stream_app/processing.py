@@ -427,20 +427,11 @@ class Processor:
 
     async def _release(self, partition: int, work: PartitionWork) -> None:
         """Apply every queued event the merge order allows, timers in between."""
-        # A topic seen caught up counts as caught up for the rest of this
-        # release: the broker's high-water mark is asked once per topic, not
-        # once per released event.  Nothing is handed in meanwhile (the
-        # partition's lock is held); what reaches the broker meanwhile is
-        # judged at the next release, as it would be a moment later anyway.
-        caught_up: set[str] = set()
-
+        # Asked afresh for every event released: the consumer learns of new
+        # messages while a release runs, and a topic that has fallen behind
+        # must stop the others at once, or its events would come too late.
         def waiting(topic: str) -> bool:
-            if topic in caught_up:
-                return False
-            if self.backlog(topic, partition, work.offered.get(topic, -1)):
-                return True
-            caught_up.add(topic)
-            return False
+            return self.backlog(topic, partition, work.offered.get(topic, -1))
 
         while (q := work.queue.pop(waiting)) is not None:
             _done(work, q.turn)
