@@ -59,6 +59,12 @@ async def _send_dead_letter(key: bytes | None, letter: DeadLetter) -> Awaitable[
 
 
 @cache
+def _siblings(topic: str, partition: int) -> list[TP]:
+    """The same partition of the other input topics."""
+    return [_tp(t, partition) for t in topics.KIND_BY_TOPIC if t != topic]
+
+
+@cache
 def _tp(topic: str, partition: int) -> TP:
     return TP(topic, partition)
 
@@ -67,11 +73,16 @@ def _backlog(topic: str, partition: int, offset: int) -> bool:
     """Whether the broker holds messages after ``offset`` (-1: any) in this partition.
 
     Read from the high-water mark of the consumer's last fetch.  Unknown (not
-    fetched yet, e.g. just after a restart) counts as a backlog: whatever the
+    fetched yet, e.g. just after a restart, or older than another input
+    topic's newest fetch of the partition) counts as a backlog: whatever the
     partition holds could come before what the other topics delivered.
     """
+    consumer = app.consumer
+    tp = _tp(topic, partition)
     try:
-        highwater = app.consumer.highwater(_tp(topic, partition))
+        settled = getattr(consumer, "settled_highwater", None)
+        highwater = (settled(tp, _siblings(topic, partition)) if settled is not None
+                     else consumer.highwater(tp))
     except ConsumerNotStarted:  # agent test contexts have no consumer
         return False
     return highwater is None or offset + 1 < highwater

@@ -60,6 +60,29 @@ class TunedConsumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def settled_highwater(self, tp: TP, siblings: list[TP]) -> int | None:
+        """The partition's fetch high-water mark, or None while it is unknown or
+        older than the newest fetch of ``siblings`` (the other input topics'
+        same partition).
+
+        aiokafka does not fetch a partition while records of it wait in its
+        buffer, so its mark can date from before a sibling's newest fetch: a
+        topic that looks caught up by it may not be, and a sibling's event
+        released on its word could overtake what has reached the broker since.
+        Partitions with nothing buffered are fetched together, so in steady
+        operation the marks are equally fresh and nothing waits.
+        """
+        consumer = self._thread._ensure_consumer()
+        try:
+            polled = consumer.last_poll_timestamp(tp)
+            highwater: int | None = consumer.highwater(tp)
+            newest = max((consumer.last_poll_timestamp(s) or 0 for s in siblings), default=0)
+        except AssertionError:  # not assigned (a rebalance is under way)
+            return None
+        if polled is None or polled < newest:
+            return None
+        return highwater
+
     async def perform_seek(self) -> None:
         generation = self.app.consumer_generation_id
         self.seeking = True

@@ -170,8 +170,16 @@ def test_a_customer_drifting_through_signals_escalates_and_feedback_silences(
     def publish() -> None:
         """Send what is pending in event-time order, as live producers would:
         a topic that is caught up does not hold the others back, so an event
-        sent long after later ones on another topic would arrive too late."""
+        sent long after later ones on another topic would arrive too late.
+        Each moment's events are on the broker before the next moment's: a
+        batching producer would otherwise deliver one topic's batch (days of
+        purchases) after another's, as two live systems could, and the
+        worker would rightly take the first as caught up."""
+        last = None
         for day, topic, cid, n, fields in sorted(pending, key=lambda p: p[0]):
+            if last is not None and day != last:
+                cluster.flush()
+            last = day
             cluster.send(topic, cid.encode(), {"event_id": f"{cid}-{topic}-{n}",
                                                "customer_id": cid, "ts": ts(day, base),
                                                **fields})
