@@ -34,9 +34,8 @@ class DueIndex:
         return heap[0][0] <= now
 
     def pop_due(self, partition: int, now: float) -> tuple[float, str] | None:
-        heap = self.heaps.get(partition)
-        if heap and heap[0][0] <= now:
-            return heapq.heappop(heap)
+        if self.any_due(partition, now):
+            return heapq.heappop(self.heaps[partition])
         return None
 
     def clear(self) -> None:

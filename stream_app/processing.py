@@ -357,8 +357,8 @@ class Processor:
             for offset, key, value, ingested, ack in messages:
                 await self._take(work, topic, partition, offset, key, value, ingested, ack)
             # Released once per batch, not per message: the merge order is the
-            # same (a topic's later messages never overtake its head), and the
-            # backlog is asked once per empty topic instead of per message.
+            # same (a topic's later messages never overtake its head), and a
+            # batch ends in one release that stops, not one per message.
             await self._release(partition, work)
         await self.flush_due()
 

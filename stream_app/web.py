@@ -46,15 +46,10 @@ class LeanPrometheusMonitor(PrometheusMonitor):
     """
 
     def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
-        Monitor.on_message_in(self, tp, offset, message)
-        m = self._metrics
-        m.messages_received.inc()
-        m.active_messages.inc()
-        child(m.messages_received_per_topics, tp.topic).inc()
-        child(m.messages_received_per_topics_partition, tp.topic, tp.partition).set(offset)
+        self.on_messages_in(tp, (message,))
 
     def on_messages_in(self, tp: Any, messages: Sequence[Any]) -> None:
-        """:meth:`on_message_in` for one fetch of one partition, one update per metric.
+        """Faust's ``on_message_in`` for one fetch of one partition, one update per metric.
 
         The same totals and the same last read offset; every message gets the
         same arrival time (they arrived in the same fetch).

@@ -21,14 +21,21 @@ def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, st
 
 
 def test_a_fetch_counted_at_once_counts_as_message_by_message() -> None:
+    """Against Faust's own sensor, message by message, and our own one-message path."""
     tp = TP("purchases", 2)
     messages = [Message(tp.topic, tp.partition, offset, 0.0, 0, None, b"k", b"v", None)
                 for offset in range(40, 47)]
-    one_by_one, registry_one = _monitor()
+    registry_one = CollectorRegistry()
+    one_by_one = PrometheusMonitor(metrics=FaustMetrics.create(registry_one, "t"))
+    lean_one_by_one, registry_lean = _monitor()
     at_once, registry_all = _monitor()
     for m in messages:
         one_by_one.on_message_in(tp, m.offset, m)
+        lean_one_by_one.on_message_in(tp, m.offset, m)
     at_once.on_messages_in(tp, messages)
+
+    assert _samples(registry_lean) == _samples(registry_one)
+    assert lean_one_by_one.tp_read_offsets == {tp: 46}
 
     assert _samples(registry_all) == _samples(registry_one)
     assert _samples(registry_all)[("t_messages_received_total", ())] == 7
