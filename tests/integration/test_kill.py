@@ -42,7 +42,8 @@ def alerts_on(s: Settings) -> list[dict[str, object]]:
 
 
 def test_sigkill_and_restart_neither_loses_nor_duplicates_alerts(tmp_path: Path) -> None:
-    pop = generate(customers=300, days=720, seed=5)
+    # Large enough that a worker cannot finish before its first commit.
+    pop = generate(customers=600, days=720, seed=5)
     last_event = max(e.value["ts"] for e in pop.events)
     with LocalBroker(log_path=tmp_path / "broker.log") as broker:
         def settings(name: str, store: str) -> Settings:
