@@ -104,6 +104,10 @@ class CustomerState:
     active: list[str] = field(default_factory=list)
     #: Event time at which the timer sweep must look at this customer again.
     due_ts: float | None = None
+    #: Values derived from the fields above, kept while the state is in memory
+    #: so that signals need not recompute them at every assessment; each entry
+    #: carries the key it is valid for.  Never serialised, not part of equality.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # -- serialisation ---------------------------------------------------
 
@@ -152,7 +156,8 @@ class CustomerState:
         return best[2] if best else None
 
 
-_FIELDS = tuple(n for n in CustomerState.__dataclass_fields__ if n != "alerting")
+_FIELDS = tuple(n for n in CustomerState.__dataclass_fields__
+                if n not in ("alerting", "memo"))
 _ALERTING_FIELDS = tuple(Alerting.__dataclass_fields__)
 
 

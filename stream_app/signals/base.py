@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..policy import Policy
-from ..state import CustomerState
+from ..state import DAY, CustomerState
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,23 @@ def poisson_cdf(k: int, mean: float) -> float:
         term *= mean / i
         total += term
     return min(1.0, total)
+
+
+#: How far into a silence (as multiples of the signal's limit) a silence
+#: signal is looked at again: its strength, and so the risk, grows with it.
+STEPS = (1.0, 1.2, 1.4, 1.6, 2.0)
+
+
+def next_step(origin: float, limit_days: float, now: float) -> float | None:
+    """The first moment after ``now`` at which a silence since ``origin`` reaches a step.
+
+    None once the last step (full strength) is behind.
+    """
+    for k in STEPS:  # ascending, and the limit is positive: the first later one
+        t = origin + (limit_days * k) * DAY + 1.0
+        if t > now:
+            return t
+    return None
 
 
 def days(seconds: float) -> float:

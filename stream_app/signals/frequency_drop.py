@@ -9,6 +9,9 @@ purchases in 90 days, sees none with probability 0.6, and is left alone.
 
 Enough history to judge: ``min_baseline_purchases`` purchases over at least
 ``min_baseline_days`` of baseline (defaults: 4 purchases over 90 days).
+
+Without a new purchase the answer changes only as time passes; the timer
+sweep judges it at bucket boundaries (see :func:`next_check`).
 """
 
 from __future__ import annotations
@@ -18,9 +21,17 @@ from ..state import DAY, CustomerState
 from .base import Fired, clamp_strength, plural, poisson_cdf
 
 CODE = "FREQUENCY_DROP"
+#: Memo entries (see CustomerState.memo): the latest judgement, the scan ahead.
+_NOW, _AHEAD = CODE + "@now", CODE + "@ahead"
+
+#: What a drop was judged on: whether the count dropped (else the spend),
+#: recent count and spend, their expected values, the two ratios, the recent
+#: and baseline spans in days, and when the recent window starts.
+_Drop = tuple[bool, float, float, float, float, float, float, float, float, float]
 
 
-def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
+def _judge(state: CustomerState, now: float, policy: Policy) -> _Drop | None:
+    """The drop at ``now``, or None if there is none (or too little history)."""
     fd, h = policy.frequency_drop, policy.history
     # The baseline counts kept purchases only: fewer than needed in all, none.
     if state.first_purchase_ts is None or state.purchases < fd.min_baseline_purchases:
@@ -50,14 +61,35 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     expected_spend = base_spend / baseline_days * recent_days
     count_ratio = recent_n / expected
     spend_ratio = recent_spend / expected_spend if expected_spend > 0 else 1.0
-    probability = poisson_cdf(int(recent_n), expected)
-    count_drop = count_ratio <= fd.max_ratio and probability <= fd.max_probability
+    # The Poisson tail only where the ratio already says "drop": it is the
+    # costly half of the test, and most customers fail the cheap one.
+    count_drop = (count_ratio <= fd.max_ratio
+                  and poisson_cdf(int(recent_n), expected) <= fd.max_probability)
     # Smaller baskets at the usual pace: judged only where enough purchases
     # were expected for the average basket to mean something.
     spend_drop = (expected >= fd.min_expected_for_spend and 1 <= recent_n <= expected
                   and spend_ratio <= fd.max_ratio)
     if not (count_drop or spend_drop):
         return None
+    return (count_drop, recent_n, recent_spend, expected, expected_spend, count_ratio,
+            spend_ratio, recent_days, baseline_days, recent_start)
+
+
+def _key(state: CustomerState, policy: Policy) -> tuple[int, float | None, Policy]:
+    """What a judgement depends on besides the time: the buckets change only
+    with a purchase, which counts it."""
+    return (state.purchases, state.first_purchase_ts, policy)
+
+
+def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
+    drop = _judge(state, now, policy)
+    # next_check asks the same question at the same moment, right after.
+    state.memo[_NOW] = (_key(state, policy), now, drop is not None)
+    if drop is None:
+        return None
+    (count_drop, recent_n, recent_spend, expected, expected_spend, count_ratio,
+     spend_ratio, recent_days, baseline_days, recent_start) = drop
+    max_ratio = policy.frequency_drop.max_ratio
     evidence = tuple(str(eid) for ts, eid in state.recent_purchases if ts >= recent_start)
     if not evidence and state.recent_purchases:
         evidence = (str(state.recent_purchases[-1][1]),)
@@ -68,19 +100,80 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
             f"where {expected:.1f} were usual"
         )
         return Fired(CODE, clamp_strength(1 - count_ratio), recent_n, round(expected, 2),
-                     round(expected * fd.max_ratio, 2), window, evidence, detail)
+                     round(expected * max_ratio, 2), window, evidence, detail)
     detail = (
         f"spent {recent_spend:.0f} in the last {recent_days:.0f} days "
         f"where {expected_spend:.0f} was usual"
     )
     return Fired(CODE, clamp_strength(1 - spend_ratio), round(recent_spend, 2),
-                 round(expected_spend, 2), round(expected_spend * fd.max_ratio, 2),
+                 round(expected_spend, 2), round(expected_spend * max_ratio, 2),
                  window, evidence, detail)
 
 
 def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
-    """A quiet customer's recent count falls as buckets roll: look again at the next one."""
+    """The next bucket boundary at which the answer differs from a firing-free one.
+
+    A quiet customer's recent count falls as buckets roll, so the sweep judges
+    the signal at bucket boundaries.  While it fires, its figures change at
+    every boundary (and it may stop): the next one.  While it does not, only
+    a boundary at which it would fire matters, and without a new purchase
+    (which is assessed anyway) the buckets are fixed, so that boundary is
+    known now: the first one at which the drop appears, or none once every
+    purchase has left the baseline.
+    """
     if state.purchases < policy.frequency_drop.min_baseline_purchases:
         return None
     width = policy.history.bucket_days * DAY
-    return (int(now // width) + 1) * width
+    following = int(now // width) + 1
+    first = _first_drop_bucket(state, following, policy)
+    if first == following or _drops_at(state, now, policy):
+        return following * width
+    return None if first is None else first * width
+
+
+def _drops_at(state: CustomerState, now: float, policy: Policy) -> bool:
+    latest = state.memo.get(_NOW)
+    if latest is not None and latest[1] == now and latest[0] == _key(state, policy):
+        return bool(latest[2])
+    return _judge(state, now, policy) is not None
+
+
+def _first_drop_bucket(state: CustomerState, start: int, policy: Policy) -> int | None:
+    """The first bucket index from ``start`` on whose start time shows a drop.
+
+    Kept in the state's memo for as long as its purchases are the same: a
+    customer is assessed at every event and every wake, and the answer
+    changes only with a purchase.  The memo holds the range already scanned:
+    [scanned from, first drop or None = none at all from there].
+    """
+    key = _key(state, policy)
+    memo = state.memo.get(_AHEAD)
+    if memo is not None and memo[0] == key:
+        scanned_from, ahead = memo[1], memo[2]
+        if scanned_from <= start and (ahead is None or start <= ahead):
+            return int(ahead) if ahead is not None else None
+    found = _scan(state, start, policy)
+    state.memo[_AHEAD] = (key, start, found)
+    return found
+
+
+def _scan(state: CustomerState, start: int, policy: Policy) -> int | None:
+    fd = policy.frequency_drop
+    if not state.buckets or state.first_purchase_ts is None:
+        return None
+    width = policy.history.bucket_days * DAY
+    newest = max(b[0] for b in state.buckets)
+    first_bucket_start = int(state.first_purchase_ts // width) * width
+    for c in range(start, int(newest) + fd.recent_buckets + fd.baseline_buckets):
+        if _judge(state, c * width, policy) is not None:
+            return c
+        recent_from = c - fd.recent_buckets + 1
+        baseline_start = max((recent_from - fd.baseline_buckets) * width, first_bucket_start)
+        if (recent_from > newest
+                and recent_from * width - baseline_start >= fd.min_baseline_days * DAY):
+            # From here on the recent window is empty and the baseline long
+            # enough; as buckets roll, the baseline only loses purchases and
+            # grows no shorter, so the expected count only falls: a drop not
+            # seen now is seen at no later boundary either.
+            return None
+    return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..policy import Policy
 from ..state import DAY, CustomerState
-from .base import Fired, clamp_strength, plural
+from .base import Fired, clamp_strength, next_step, plural
 
 CODE = "NEGLECTED"
 
@@ -34,6 +34,26 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
 
 
 def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
+    """When the silence reaches the limit, as it grows, and when the customer's worth fades.
+
+    While the signal fires its strength grows with the silence (steps, as
+    OVERDUE's lateness), and the year's spend falls as old buckets leave the
+    year: at the first bucket whose leaving takes it below the bar, it stops.
+    Below the bar already, only a purchase (assessed anyway) can change it.
+    """
     if state.purchases == 0:
         return None
-    return _since(state) + policy.neglected.days * DAY + 1.0
+    p = policy.neglected
+    since = _since(state)
+    step = next_step(since, p.days, now)
+    if now - since < p.days * DAY:
+        return step
+    bucket_days = policy.history.bucket_days
+    if state.spend_last_year(now, bucket_days) < p.min_spend_last_year:
+        return None
+    width = bucket_days * DAY
+    for idx, _, _ in state.buckets:  # oldest first: the order they leave the year in
+        leaves = idx * width + 365 * DAY + 1.0
+        if leaves > now and state.spend_last_year(leaves, bucket_days) < p.min_spend_last_year:
+            return leaves if step is None or leaves < step else step
+    return step

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..policy import Policy
 from ..state import DAY, CustomerState
-from .base import Fired, clamp_strength, days, plural
+from .base import Fired, clamp_strength, days, next_step, plural
 
 CODE = "OVERDUE"
 
@@ -63,23 +63,12 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
                  evidence, detail)
 
 
-#: Lateness (as multiples of the limit) at which the customer is looked at
-#: again: the signal's strength, and so the risk, grows with it.
-STEPS = (1.0, 1.2, 1.4, 1.6, 2.0)
-
-
 def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
     """When the customer turns late, as the lateness grows, and when they lapse."""
     if state.last_purchase_ts is None:
         return None
     last = state.last_purchase_ts
-    limit = threshold_days(state, policy)
-    best = None
-    for k in STEPS:  # ascending, and the limit is positive: the first later one
-        t = last + (limit * k) * DAY + 1.0
-        if t > now:
-            best = t
-            break
+    best = next_step(last, threshold_days(state, policy), now)
     lapsed = last + policy.overdue.lapsed_days * DAY + 1.0
     if lapsed > now and (best is None or lapsed < best):
         best = lapsed

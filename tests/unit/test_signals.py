@@ -7,7 +7,7 @@ import pytest
 from stream_app.policy import Policy
 from stream_app.signals import complaints, frequency_drop, overdue
 from stream_app.signals.base import poisson_cdf
-from stream_app.state import new_state
+from stream_app.state import DAY, CustomerState, new_state
 
 from ..conftest import epoch
 from ..helpers import buyer, complaint, purchase
@@ -54,6 +54,67 @@ def test_frequency_drop_on_spend_at_the_usual_pace() -> None:
         day += 5
     fired = frequency_drop.evaluate(s, epoch(390), POLICY)
     assert fired is not None and "spent" in fired.detail
+
+
+def _boundary_by_boundary(s: CustomerState, now: float) -> float | None:
+    """When a sweep that looked at every bucket boundary would find the answer changed.
+
+    While the signal fires: the next boundary (its figures change there).
+    While it does not: the first boundary at which it fires, looked for well
+    past the point where every purchase has left the baseline.
+    """
+    width = POLICY.history.bucket_days * DAY
+    following = int(now // width) + 1
+    if frequency_drop.evaluate(s, now, POLICY) is not None:
+        return following * width
+    for c in range(following, following + 40):
+        if frequency_drop.evaluate(s, c * width, POLICY) is not None:
+            return c * width
+    return None
+
+
+@pytest.mark.parametrize("shape", ["weekly then slowing", "monthly then gone",
+                                   "young and quiet", "twice a year"])
+def test_frequency_drop_wakes_only_where_a_boundary_sweep_would_see_a_change(
+        shape: str) -> None:
+    s = {"weekly then slowing": lambda: buyer(7, 300),
+         "monthly then gone": lambda: buyer(30, 400, amount=80.0),
+         "young and quiet": lambda: buyer(9, 45),
+         "twice a year": lambda: buyer(182, 730)}[shape]()
+    last = s.last_purchase_ts
+    assert last is not None
+    later = [last + d * DAY for d in (0.5, 3, 29, 61, 95, 140, 200, 333, 500, 20, 1)]
+    for now in later:  # the memo of the scan ahead is kept across calls, back and forth
+        assert frequency_drop.next_check(s, now, POLICY) == _boundary_by_boundary(s, now), now
+    if shape == "weekly then slowing":
+        # A purchase changes the buckets: nothing may be answered from before it.
+        day = (last - epoch(0)) / DAY
+        for step in (25, 50, 75):
+            purchase(s, day + step)
+            now = epoch(day + step + 1)
+            assert frequency_drop.next_check(s, now, POLICY) == _boundary_by_boundary(s, now)
+    wakes = [frequency_drop.next_check(s, now, POLICY) for now in later]
+    if shape == "twice a year":
+        assert wakes == [None] * len(later)  # zero in 60 days is no drop for them
+
+
+def test_a_drop_is_found_ahead_without_waking_at_every_boundary() -> None:
+    s = buyer(3, 300)  # every three days, then nothing
+    width = POLICY.history.bucket_days * DAY
+    now = epoch(301)
+    due = frequency_drop.next_check(s, now, POLICY)
+    assert due is not None and due > (int(now // width) + 1) * width  # a boundary skipped
+    assert frequency_drop.evaluate(s, due - width, POLICY) is None
+    assert frequency_drop.evaluate(s, due, POLICY) is not None
+
+
+def test_the_memo_is_not_part_of_the_state() -> None:
+    s = buyer(7, 300)
+    frequency_drop.next_check(s, epoch(301), POLICY)
+    assert s.memo
+    again = CustomerState.from_bytes(s.to_bytes())
+    assert again == s and not again.memo
+    assert b"memo" not in s.to_bytes()
 
 
 def test_poisson_cdf_matches_known_values() -> None:

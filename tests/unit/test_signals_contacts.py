@@ -181,6 +181,30 @@ def test_a_valuable_customer_we_never_call_is_neglected() -> None:
     assert fired is not None and "heard nothing from us" in fired.detail
 
 
+def test_neglect_is_looked_at_again_as_it_grows_and_when_the_customer_s_worth_fades(
+) -> None:
+    s = buyer(5, 300, amount=100.0)  # ~7,300 a year, then nothing
+    contact(s, 10)
+    onset = neglected.next_check(s, epoch(20), POLICY)
+    assert onset == epoch(130) + 1.0  # the limit (120 days) reached
+    strengths = []
+    now = onset
+    while (due := neglected.next_check(s, now, POLICY)) is not None and due > now:
+        fired = neglected.evaluate(s, due, POLICY)
+        if fired is None:
+            break
+        strengths.append(fired.strength)
+        now = due
+    # Stronger at every wake while the silence grows...
+    assert strengths == sorted(strengths) and len(set(strengths)) == len(strengths) > 2
+    # ...until old purchases leave the year and the customer is no longer
+    # valuable enough: the last wake is the moment it stops, not later.
+    assert due is not None and neglected.evaluate(s, due, POLICY) is None
+    assert neglected.evaluate(s, due - 2.0, POLICY) is not None
+    assert s.spend_last_year(due, POLICY.history.bucket_days) < (
+        POLICY.neglected.min_spend_last_year)
+
+
 def test_a_small_customer_is_not_neglected() -> None:
     s = buyer(30, 300, amount=20.0)
     assert neglected.evaluate(s, epoch(300), POLICY) is None
