@@ -14,13 +14,14 @@ downstream systems drop the copy.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from .playbook import recommend, summary, summary_he
 from .policy import Policy
 from .records import ChurnAlert, SignalEvidence
 from .scoring import risk_score, route, severity
-from .signals import EVALUATORS, NEXT_CHECKS, Fired
+from .signals import CODES, EVALUATORS, NEXT_CHECKS, Fired
 from .state import DAY, CustomerState
 
 
@@ -50,10 +51,15 @@ def evaluate_signals(state: CustomerState, now: float, policy: Policy) -> list[F
     return fired
 
 
-def next_due(state: CustomerState, now: float, policy: Policy) -> float | None:
+def next_due(state: CustomerState, now: float, policy: Policy,
+             firing: Collection[str]) -> float | None:
+    """When the sweep must look at the customer again: the first signal to say so.
+
+    ``firing``: the codes of the signals that fire at ``now``.
+    """
     due = None
-    for nc in NEXT_CHECKS:
-        t = nc(state, now, policy)
+    for code, nc in zip(CODES, NEXT_CHECKS, strict=True):
+        t = nc(state, now, policy, code in firing)
         if t is not None and t > now and (due is None or t < due):
             due = t
     return due
@@ -71,7 +77,7 @@ def assess(state: CustomerState, now: float, policy: Policy,
     risk = risk_score(fired, policy)
     codes = [f.code for f in fired]
     state.risk, state.active = risk, codes
-    state.due_ts = next_due(state, now, policy)
+    state.due_ts = next_due(state, now, policy, codes)
     a = state.alerting
     if a.open and risk < policy.alerting.close_below:
         a.open, a.codes, a.risk, a.severity = False, [], 0.0, ""

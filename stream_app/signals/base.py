@@ -2,9 +2,12 @@
 
 A signal is a pure function ``evaluate(state, now, policy) -> Fired | None``
 over the compact customer state at event time ``now``; optionally also
-``next_check(state, now, policy) -> float | None``, the event time at which the
-answer can change although no event arrives (silence, ageing windows).  The
-timer sweep uses that to look at each customer exactly when it matters.
+``next_check(state, now, policy, firing=None) -> float | None``, the event time
+at which the answer can change although no event arrives (silence, ageing
+windows).  The timer sweep uses that to look at each customer exactly when it
+matters.  ``firing`` is whether the signal fires at ``now``: the sweep has
+just asked, so a signal that needs to know does not ask again; None (not
+known) makes it ask.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class Evaluate(Protocol):
 
 
 class NextCheck(Protocol):
-    def __call__(self, state: CustomerState, now: float, policy: Policy) -> float | None: ...
+    def __call__(self, state: CustomerState, now: float, policy: Policy,
+                 firing: bool | None = None) -> float | None: ...
 
 
 def clamp_strength(x: float) -> float:

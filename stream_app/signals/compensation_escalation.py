@@ -37,6 +37,7 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
                  f"last {p.window_days} days", tuple(events), detail)
 
 
-def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
+def next_check(state: CustomerState, now: float, policy: Policy,
+               firing: bool | None = None) -> float | None:
     return next_check_notes(state, now, "compensation",
                             policy.compensation_escalation.window_days)

@@ -20,5 +20,6 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
                           min_count=p.min_count, what="mentioned competitors")
 
 
-def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
+def next_check(state: CustomerState, now: float, policy: Policy,
+               firing: bool | None = None) -> float | None:
     return next_check_notes(state, now, "competitor", policy.competitor_probing.window_days)

@@ -46,7 +46,8 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
                  tuple(str(x[1]) for x in recent), detail)
 
 
-def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
+def next_check(state: CustomerState, now: float, policy: Policy,
+               firing: bool | None = None) -> float | None:
     if not state.complaints:
         return None
     start = now - policy.complaints.window_days * DAY

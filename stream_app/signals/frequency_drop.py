@@ -16,13 +16,15 @@ sweep judges it at bucket boundaries (see :func:`next_check`).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 from ..policy import Policy
 from ..state import DAY, CustomerState
 from .base import Fired, clamp_strength, plural, poisson_cdf
 
 CODE = "FREQUENCY_DROP"
-#: Memo entries (see CustomerState.memo): the latest judgement, the scan ahead.
-_NOW, _AHEAD = CODE + "@now", CODE + "@ahead"
+#: Its entry in CustomerState.memo: the scan for the next drop.
+_AHEAD = CODE + "@ahead"
 
 #: What a drop was judged on: whether the count dropped (else the spend),
 #: recent count and spend, their expected values, the two ratios, the recent
@@ -83,8 +85,6 @@ def _key(state: CustomerState, policy: Policy) -> tuple[int, float | None, Polic
 
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     drop = _judge(state, now, policy)
-    # next_check asks the same question at the same moment, right after.
-    state.memo[_NOW] = (_key(state, policy), now, drop is not None)
     if drop is None:
         return None
     (count_drop, recent_n, recent_spend, expected, expected_spend, count_ratio,
@@ -110,7 +110,8 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
                  window, evidence, detail)
 
 
-def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
+def next_check(state: CustomerState, now: float, policy: Policy,
+               firing: bool | None = None) -> float | None:
     """The next bucket boundary at which the answer differs from a firing-free one.
 
     A quiet customer's recent count falls as buckets roll, so the sweep judges
@@ -126,16 +127,13 @@ def next_check(state: CustomerState, now: float, policy: Policy) -> float | None
     width = policy.history.bucket_days * DAY
     following = int(now // width) + 1
     first = _first_drop_bucket(state, following, policy)
-    if first == following or _drops_at(state, now, policy):
+    if first == following:
+        return following * width
+    if firing is None:
+        firing = _judge(state, now, policy) is not None
+    if firing:
         return following * width
     return None if first is None else first * width
-
-
-def _drops_at(state: CustomerState, now: float, policy: Policy) -> bool:
-    latest = state.memo.get(_NOW)
-    if latest is not None and latest[1] == now and latest[0] == _key(state, policy):
-        return bool(latest[2])
-    return _judge(state, now, policy) is not None
 
 
 def _first_drop_bucket(state: CustomerState, start: int, policy: Policy) -> int | None:
@@ -158,19 +156,51 @@ def _first_drop_bucket(state: CustomerState, start: int, policy: Policy) -> int 
 
 
 def _scan(state: CustomerState, start: int, policy: Policy) -> int | None:
-    fd = policy.frequency_drop
-    if not state.buckets or state.first_purchase_ts is None:
+    """The first drop at a boundary from ``start`` on, as :func:`_judge` finds it.
+
+    Window sums from running totals over the buckets (oldest first) instead
+    of a pass per boundary: this runs after every purchase.  Counts are whole
+    numbers, so the count test is exact; sums of spend may differ from
+    :func:`_judge`'s in the last bit, so the spend test errs towards a drop
+    and every drop found is confirmed by :func:`_judge` itself.
+    """
+    buckets = state.buckets
+    if not buckets or state.first_purchase_ts is None:
         return None
+    fd = policy.frequency_drop
     width = policy.history.bucket_days * DAY
-    newest = max(b[0] for b in state.buckets)
+    recent_days = (fd.recent_buckets - 1) * policy.history.bucket_days  # at a boundary
+    if recent_days <= 0:
+        return None
+    idxs = [b[0] for b in buckets]
+    counts, spends = [0.0], [0.0]
+    for _, n, spend in buckets:
+        counts.append(counts[-1] + n)
+        spends.append(spends[-1] + spend)
+    newest = idxs[-1]
     first_bucket_start = int(state.first_purchase_ts // width) * width
     for c in range(start, int(newest) + fd.recent_buckets + fd.baseline_buckets):
-        if _judge(state, c * width, policy) is not None:
-            return c
         recent_from = c - fd.recent_buckets + 1
-        baseline_start = max((recent_from - fd.baseline_buckets) * width, first_bucket_start)
-        if (recent_from > newest
-                and recent_from * width - baseline_start >= fd.min_baseline_days * DAY):
+        baseline_from = recent_from - fd.baseline_buckets
+        baseline_days = (recent_from * width
+                         - max(baseline_from * width, first_bucket_start)) / DAY
+        if baseline_days < fd.min_baseline_days:
+            continue
+        i, j = bisect_left(idxs, baseline_from), bisect_left(idxs, recent_from)
+        k = bisect_right(idxs, c)
+        base_n = counts[j] - counts[i]
+        if base_n >= fd.min_baseline_purchases:
+            recent_n = counts[k] - counts[j]
+            expected = base_n / baseline_days * recent_days
+            drop = (recent_n / expected <= fd.max_ratio
+                    and poisson_cdf(int(recent_n), expected) <= fd.max_probability)
+            if not drop and expected >= fd.min_expected_for_spend and 1 <= recent_n <= expected:
+                expected_spend = (spends[j] - spends[i]) / baseline_days * recent_days
+                drop = (expected_spend > 0 and (spends[k] - spends[j]) / expected_spend
+                        <= fd.max_ratio * (1 + 1e-9))
+            if drop and _judge(state, c * width, policy) is not None:
+                return c
+        if recent_from > newest:
             # From here on the recent window is empty and the baseline long
             # enough; as buckets roll, the baseline only loses purchases and
             # grows no shorter, so the expected count only falls: a drop not

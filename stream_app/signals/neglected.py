@@ -33,7 +33,8 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
                  f"since {plural(round(days), 'day')}", (), detail)
 
 
-def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
+def next_check(state: CustomerState, now: float, policy: Policy,
+               firing: bool | None = None) -> float | None:
     """When the silence reaches the limit, as it grows, and when the customer's worth fades.
 
     While the signal fires its strength grows with the silence (steps, as

@@ -63,7 +63,8 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
                  evidence, detail)
 
 
-def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
+def next_check(state: CustomerState, now: float, policy: Policy,
+               firing: bool | None = None) -> float | None:
     """When the customer turns late, as the lateness grows, and when they lapse."""
     if state.last_purchase_ts is None:
         return None

@@ -65,7 +65,8 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     return None
 
 
-def next_check(state: CustomerState, now: float, policy: Policy) -> float | None:
+def next_check(state: CustomerState, now: float, policy: Policy,
+               firing: bool | None = None) -> float | None:
     """When the answer can change although no contact arrives.
 
     While the signal fires: whenever a day ages out of the window (the streak,
@@ -86,7 +87,9 @@ def next_check(state: CustomerState, now: float, policy: Policy) -> float | None
         # The moment ``day`` falls to or behind the window's start day.
         return float((day + p.window_days) * DAY)
 
-    if pending[-1] > int(now // DAY) or evaluate(state, now, policy) is not None:
+    if firing is None:
+        firing = evaluate(state, now, policy) is not None
+    if pending[-1] > int(now // DAY) or firing:
         # Firing, or days recorded ahead of the clock are still to come in.
         return ages_out(pending[0])
     # After the k-th ageing at most len - k - 1 days are left in the window.
