@@ -44,15 +44,30 @@ def threshold_days(state: CustomerState, policy: Policy) -> float:
     The second bound keeps an irregular buyer (gaps of 5, 30, 8, 25 days)
     from being called late at every long gap of their ordinary rhythm.
     """
-    return _limit(state, typical_gap_days(state, policy)[0], policy)
+    return _usual(state, policy)[2]
+
+
+def _usual(state: CustomerState, policy: Policy) -> tuple[float, bool, float]:
+    """(typical gap, whether it is the customer's own, limit), from the memo.
+
+    They depend on the gaps alone, which change only with a purchase, and
+    are asked for at every assessment, twice.
+    """
+    key = (state.purchases, policy)
+    memo = state.memo.get(CODE)
+    if memo is not None and memo[0] == key:
+        return memo[1]  # type: ignore[no-any-return]
+    gap, own = typical_gap_days(state, policy)
+    usual = (gap, own, _limit(state, gap, policy))
+    state.memo[CODE] = (key, usual)
+    return usual
 
 
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     if state.last_purchase_ts is None:
         return None
     since = days(now - state.last_purchase_ts)
-    gap, own = typical_gap_days(state, policy)
-    limit = _limit(state, gap, policy)
+    gap, own, limit = _usual(state, policy)
     if since <= limit:
         return None
     whose = "usually buys every" if own else "customers typically buy every"
