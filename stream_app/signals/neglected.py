@@ -49,9 +49,11 @@ def next_check(state: CustomerState, now: float, policy: Policy,
     step = next_step(since, p.days, now)
     if now - since < p.days * DAY:
         return step
-    bucket_days = policy.history.bucket_days
-    if state.spend_last_year(now, bucket_days) < p.min_spend_last_year:
+    if firing is None:
+        firing = evaluate(state, now, policy) is not None
+    if not firing:  # past the limit, so below the bar: only a purchase changes that
         return None
+    bucket_days = policy.history.bucket_days
     width = bucket_days * DAY
     for idx, _, _ in state.buckets:  # oldest first: the order they leave the year in
         leaves = idx * width + 365 * DAY + 1.0
