@@ -27,6 +27,7 @@ from mode import BaseSignalT
 
 from . import metrics, topics
 from .app import app, policy, settings
+from .changelog import ChangelogWriter
 from .processing import Processor, Resumed
 from .records import ChurnAlert, DeadLetter
 from .settings import kafka_client_options
@@ -143,6 +144,7 @@ processor = Processor(
     backlog=_backlog,
     resume=_resume,
     seal=_flush_producer if settings.broker_profile == "local" else None,
+    write_states=ChangelogWriter(customer_to_state),
     flush_seconds=settings.flush_seconds,
 )
 

@@ -20,7 +20,7 @@ recognised and skipped instead of being counted twice.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
@@ -112,9 +112,8 @@ class CustomerState:
     # -- serialisation ---------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        d = {name: getattr(self, name) for name in _FIELDS}
-        a = self.alerting
-        d["alerting"] = [getattr(a, name) for name in _ALERTING_FIELDS]
+        d = dict(zip(_FIELDS, _field_values(self), strict=True))
+        d["alerting"] = list(_alerting_values(self.alerting))
         d["v"] = STATE_VERSION
         return orjson.dumps(d)
 
@@ -159,6 +158,8 @@ class CustomerState:
 _FIELDS = tuple(n for n in CustomerState.__dataclass_fields__
                 if n not in ("alerting", "memo"))
 _ALERTING_FIELDS = tuple(Alerting.__dataclass_fields__)
+_field_values = attrgetter(*_FIELDS)
+_alerting_values = attrgetter(*_ALERTING_FIELDS)
 
 
 def new_state(customer_id: str) -> CustomerState:

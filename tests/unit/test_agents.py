@@ -31,7 +31,10 @@ async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[dict[str, list[
     monkeypatch.setattr(processor, "send_alert", outputs.send_alert)
     monkeypatch.setattr(processor, "send_dead_letter", outputs.send_dead)
     monkeypatch.setattr(processor, "resume", processing.nothing_published)
-    monkeypatch.setattr(processor, "seal", None)  # no producer in Faust's test mode
+    # No producer in Faust's test mode: no seal, and states go in through
+    # the table (the bulk changelog writer has tests of its own).
+    monkeypatch.setattr(processor, "seal", None)
+    monkeypatch.setattr(processor, "write_states", processor._assign_states)
     # Flush after every event, so that the table is written within the fetch.
     monkeypatch.setattr(processor, "flush_seconds", 0.0)
     # Each test tells its own story in event time: no clock restored from
