@@ -12,8 +12,7 @@ acknowledge it.  Per partition the processor
 4. every ``FLUSH_SECONDS`` (or ``FLUSH_EVENTS`` events in a partition)
    *flushes* all its partitions together: waits for the broker to confirm
    the alerts sent since the last flush, writes each changed customer's
-   state once (serialised when it changed, while it was still in the CPU's
-   cache) and waits until the broker has those writes, records how far
+   state once and waits until the broker has those writes, records how far
    the alerts topic is known to be reflected in the states (the
    *checkpoint*), and only then acknowledges the events — so
    Faust commits no offset whose effects could still be lost.
@@ -187,11 +186,7 @@ class PartitionWork:
     #: Event time of the latest applied event, and the wall time it was applied.
     clock: float | None = None
     clock_wall: float = 0.0
-    #: Customer -> its state's bytes as of its latest change.  Serialised
-    #: right after the change, while the state is still in the CPU's cache:
-    #: at the flush, thousands of other customers later, it would be cold,
-    #: and serialising it there cost several times as much (measured).
-    dirty: dict[str, bytes] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
     #: Per topic, the acknowledgements in offset order (see :class:`Turn`).
     acks: dict[str, deque[Turn]] = field(default_factory=dict)
     #: Events done since the last flush (applied or dead-lettered).
@@ -514,7 +509,7 @@ class Processor:
         """
         before_due = state.due_ts
         alert = assess(state, now, self.policy, emitted_at=self.wall())
-        work.dirty[state.customer_id] = state.to_bytes()
+        work.dirty.add(state.customer_id)
         if state.due_ts != before_due:
             self.due.schedule(partition, state.customer_id, state.due_ts)
         return alert
@@ -629,7 +624,8 @@ class Processor:
                 # Faust picks a table write's partition from the event in hand.
                 with self.in_partition(partition):
                     delivered.append(await self.write_states(
-                        partition, [(cid.encode(), raw) for cid, raw in work.dirty.items()]))
+                        partition, [(cid.encode(), self.cache[cid].to_bytes())
+                                    for cid in work.dirty]))
                 work.dirty.clear()
             states_written = states_written or wrote
             written.append((partition, work, moved or (self.seal is not None and wrote)))
