@@ -177,6 +177,20 @@ class Queued:
 
 
 @dataclass(slots=True)
+class Round:
+    """One partition's part of a flush, between writing and settling."""
+
+    partition: int
+    alert_offsets: list[Awaitable[int]]
+    other_sends: list[Awaitable[Any]]
+    wrote: bool
+    #: The broker has the round's states once this is done.
+    states: Awaitable[None] | None = None
+    #: Done when the round was written: acknowledged once it has settled.
+    acks: list[Turn] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class PartitionWork:
     """What a partition has in flight between two flushes."""
 
@@ -248,6 +262,8 @@ class Processor:
         self.in_partition: Callable[[int], AbstractContextManager[Any]] = (
             lambda partition: nullcontext())
         self.stats = Stats()
+        #: The last flush round still settling (see :meth:`_flush_many`).
+        self.settling: asyncio.Future[None] | None = None
         #: Counts resets: a message handed in before one is stale.
         self.epoch = 0
         self.customers = 0
@@ -291,6 +307,11 @@ class Processor:
                 for partition in sorted(missing):
                     await held.enter_async_context(self.locks[partition])
                     held_partitions.add(partition)
+            try:
+                await self._settled()
+            except Exception:
+                log.exception("the last flush failed: its events are delivered again")
+            self.settling = None
             self.reset()
 
     def _forget(self) -> None:
@@ -435,7 +456,7 @@ class Processor:
             now = self.clock_now(partition, self.wall())
             done = 0 if now is None else await self._run_due(partition, work, now)
             metrics.DUE.set(sum(len(h) for h in self.due.heaps.values()))
-            await self._flush(partition)
+            await self._flush(partition, wait=False)
             return done
 
     async def _release(self, partition: int, work: PartitionWork) -> None:
@@ -568,19 +589,21 @@ class Processor:
 
         Together, so that the broker round trip that seals the changelog
         (``seal``) is paid once per round, not once per partition, and the
-        partitions stay in step.
+        partitions stay in step.  Only the writing holds the partitions;
+        the round's wait for the broker runs on while events are applied
+        (see :meth:`_flush_many`).
         """
         now = self.wall()
         if any(w.done >= FLUSH_EVENTS or now - w.last_flush >= self.flush_seconds
                for w in self.parts.values()):
-            await self._flush_together(sorted(self.parts))
+            await self._flush_together(sorted(self.parts), wait=False)
 
-    async def _flush_together(self, partitions: list[int]) -> None:
+    async def _flush_together(self, partitions: list[int], wait: bool = True) -> None:
         # Locks in ascending order, as ``revoke`` takes them: no deadlock.
         async with AsyncExitStack() as held:
             for partition in partitions:
                 await held.enter_async_context(self._lock(partition))
-            await self._flush_many(partitions)
+            await self._flush_many(partitions, wait=wait)
 
     async def flush_all(self) -> None:
         """Flush every partition (graceful shutdown: commit what is done)."""
@@ -593,57 +616,84 @@ class Processor:
         async with self._lock(partition):
             await self._flush(partition)
 
-    async def _flush(self, partition: int) -> None:
-        await self._flush_many([partition])
+    async def _flush(self, partition: int, wait: bool = True) -> None:
+        await self._flush_many([partition], wait=wait)
 
-    async def _flush_many(self, partitions: list[int]) -> None:
+    async def _flush_many(self, partitions: list[int], wait: bool = True) -> None:
         """Make the partitions' applied events durable, then acknowledge them.
 
-        The caller holds their locks.
+        The caller holds their locks.  A flush *writes* under those locks
+        (the changed states, serialised, into the store and the changelog
+        batches; what is to be acknowledged) and then *settles*: waits until
+        the broker has the round's alerts and states, seals the changelog,
+        writes the checkpoints and acknowledges.  Settling is only waiting,
+        so unless ``wait`` it goes on in the background while events are
+        applied: stopping every partition for a broker round trip each
+        second was the largest part of the latency tail.  Rounds settle in
+        order, and a round writes only once the one before has settled, so
+        a partition's changelog still ends with its checkpoint alone.  A
+        round that failed fails the next flush, as if it had failed there.
         """
+        await self._settled()
+        rounds = await self._write_round(partitions)
+        self.settling = asyncio.ensure_future(self._settle(rounds))
+        if wait:
+            await self._settled()
+
+    async def _settled(self) -> None:
+        """Wait for the last round to settle; raise what it raised."""
+        task = self.settling
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def _write_round(self, partitions: list[int]) -> list[Round]:
         wall = self.wall()
-        #: (partition, its work, whether its checkpoint is to be written)
-        written: list[tuple[int, PartitionWork, bool]] = []
-        delivered: list[Awaitable[None]] = []
-        states_written = False
+        rounds = []
         for partition in partitions:
             work = self.parts.get(partition)
             if work is None:
                 continue
             work.last_flush = wall
-            moved = bool(work.alert_offsets)
-            if moved:
-                offsets = [await f for f in work.alert_offsets]
-                work.alert_offsets.clear()
-                work.checkpoint = max(work.checkpoint, max(offsets) + 1)
-            for f in work.other_sends:
-                await f
-            work.other_sends.clear()
-            wrote = bool(work.dirty)
-            if wrote:
+            r = Round(partition, work.alert_offsets, work.other_sends, wrote=bool(work.dirty))
+            work.alert_offsets, work.other_sends = [], []
+            if r.wrote:
                 # Faust picks a table write's partition from the event in hand.
                 with self.in_partition(partition):
-                    delivered.append(await self.write_states(
+                    r.states = await self.write_states(
                         partition, [(cid.encode(), self.cache[cid].to_bytes())
-                                    for cid in work.dirty]))
+                                    for cid in work.dirty])
                 work.dirty.clear()
-            states_written = states_written or wrote
-            written.append((partition, work, moved or (self.seal is not None and wrote)))
-        for states in delivered:
-            await states
-        if self.seal is not None and states_written:
-            # The changelog must not end in a batch of states: see ``seal``.
-            await self.seal()
-        for partition, work, mark in written:
-            if mark:
-                with self.in_partition(partition):
-                    self.table[checkpoint_key(partition)] = orjson.dumps(
-                        {"alerts_offset": work.checkpoint})
-            work.done = 0
+            # What is done now is in the states just written.
             for turns in work.acks.values():
                 while turns and turns[0].done:
-                    turns.popleft().ack()
+                    r.acks.append(turns.popleft())
+            work.done = 0
+            rounds.append(r)
         self._trim_cache()
+        return rounds
+
+    async def _settle(self, rounds: list[Round]) -> None:
+        for r in rounds:
+            if r.alert_offsets:
+                offsets = [await f for f in r.alert_offsets]
+                work = self.parts.get(r.partition)
+                if work is not None:
+                    work.checkpoint = max(work.checkpoint, max(offsets) + 1)
+            for f in r.other_sends:
+                await f
+            if r.states is not None:
+                await r.states
+        if self.seal is not None and any(r.wrote for r in rounds):
+            # The changelog must not end in a batch of states: see ``seal``.
+            await self.seal()
+        for r in rounds:
+            work = self.parts.get(r.partition)
+            if work is not None and (r.alert_offsets or (self.seal is not None and r.wrote)):
+                with self.in_partition(r.partition):
+                    self.table[checkpoint_key(r.partition)] = orjson.dumps(
+                        {"alerts_offset": work.checkpoint})
+            for turn in r.acks:
+                turn.ack()
 
     def _trim_cache(self) -> None:
         excess = len(self.cache) - CACHE_STATES

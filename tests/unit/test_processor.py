@@ -296,3 +296,82 @@ def test_partitions_are_flushed_together_behind_one_seal(population: Population)
     assert set(events[:seal_at]) == {"state"}
     assert events[seal_at + 1:] == ["checkpoint"] * PARTITIONS
     assert committed == {m[:3] for m in msgs}
+
+
+def test_events_are_applied_while_a_flush_settles_and_acked_only_after(
+        population: Population) -> None:
+    """A flush holds the partitions only to write; its acks wait for the broker."""
+    msgs = [m for m in messages(population) if m[1] == 0][:90]
+    first, second, third = msgs[:30], msgs[30:60], msgs[60:]
+    wall = [1e9]
+    broker_has_round: list[asyncio.Event] = []
+    written: list[list[bytes]] = []
+    table: dict[bytes, bytes] = {}
+
+    async def write_states(partition: int, items: Any) -> Any:
+        table.update(items)
+        written.append([key for key, _ in items])
+        delivered = asyncio.Event()
+        broker_has_round.append(delivered)
+        return delivered.wait()
+
+    out = Outputs()
+    proc = Processor(table, Policy(), out.send_alert, out.send_dead, KINDS,
+                     wall=lambda: wall[0], write_states=write_states, flush_seconds=1.0)
+    committed: set[tuple[str, int, int]] = set()
+
+    async def feed_batch(batch: list[Message]) -> None:
+        for m in batch:
+            await proc.handle(*m, ack=acknowledger(committed, m))
+
+    async def go() -> None:
+        await feed_batch(first)
+        wall[0] += 2  # the next message makes a flush due
+        await asyncio.wait_for(feed_batch(second[:1]), timeout=5)
+        assert len(written) == 1 and table  # written, in the store ...
+        assert not committed  # ... but not acknowledged before the broker has it
+        applied = sum(proc.stats.events.values())
+        await asyncio.wait_for(feed_batch(second[1:]), timeout=5)  # not held by the flush
+        assert sum(proc.stats.events.values()) == applied + len(second) - 1
+        assert not committed
+        broker_has_round[0].set()
+        await proc._settled()
+        assert committed == {m[:3] for m in first + second[:1]}
+        # The next round acknowledges what was done when it wrote.
+        await feed_batch(third[:1])
+        wall[0] += 2
+        await feed_batch(third[1:2])
+        assert len(written) == 2
+        broker_has_round[1].set()
+        await proc._settled()
+        assert committed == {m[:3] for m in first + second + third[:2]}
+
+    asyncio.run(go())
+
+
+def test_a_flush_that_fails_fails_the_next_one_and_acks_nothing(
+        population: Population) -> None:
+    msgs = [m for m in messages(population) if m[1] == 0][:20]
+    wall = [1e9]
+
+    async def write_states(partition: int, items: Any) -> Any:
+        async def lost() -> None:
+            raise ConnectionError("broker went away")
+        return lost()
+
+    out = Outputs()
+    proc = Processor({}, Policy(), out.send_alert, out.send_dead, KINDS,
+                     wall=lambda: wall[0], write_states=write_states, flush_seconds=1.0)
+    committed: set[tuple[str, int, int]] = set()
+
+    async def go() -> None:
+        for m in msgs[:10]:
+            await proc.handle(*m, ack=acknowledger(committed, m))
+        wall[0] += 2
+        await proc.handle(*msgs[10], ack=acknowledger(committed, msgs[10]))  # round 1
+        wall[0] += 2
+        with pytest.raises(ConnectionError, match="broker went away"):
+            await proc.handle(*msgs[11], ack=acknowledger(committed, msgs[11]))
+        assert not committed
+
+    asyncio.run(go())
