@@ -93,6 +93,8 @@ WriteStates = Callable[[int, Sequence[tuple[bytes, bytes]]], Awaitable[Awaitable
 #: (``CHURNWATCH_FLUSH_SECONDS``), or after how many events.
 FLUSH_SECONDS = 1.0
 FLUSH_EVENTS = 5000
+#: States serialised and written between two looks at the event loop.
+WRITE_CHUNK = 200
 #: Customer states kept in memory between flushes (beyond those changed).
 CACHE_STATES = 20000
 
@@ -123,10 +125,6 @@ def dead_letter(topic: str, partition: int, offset: int, key: bytes | None,
         key=key.decode("utf-8", "replace") if key is not None else None,
         value=text, value_encoding=encoding, received_at=iso(time.time()),
     )
-
-
-async def _written() -> None:
-    """Nothing to wait for: the states are in the table."""
 
 
 async def nothing_published(partition: int, offset: int) -> Resumed:
@@ -183,9 +181,8 @@ class Round:
     partition: int
     alert_offsets: list[Awaitable[int]]
     other_sends: list[Awaitable[Any]]
-    wrote: bool
-    #: The broker has the round's states once this is done.
-    states: Awaitable[None] | None = None
+    #: The customers changed since the last round (written as they are then).
+    states: list[CustomerState]
     #: Done when the round was written: acknowledged once it has settled.
     acks: list[Turn] = field(default_factory=list)
 
@@ -308,7 +305,7 @@ class Processor:
                     await held.enter_async_context(self.locks[partition])
                     held_partitions.add(partition)
             try:
-                await self._settled()
+                await self.settled()
             except Exception:
                 log.exception("the last flush failed: its events are delivered again")
             self.settling = None
@@ -582,7 +579,9 @@ class Processor:
                              items: Sequence[tuple[bytes, bytes]]) -> Awaitable[None]:
         for key, raw in items:
             self.table[key] = raw
-        return _written()
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        written.set_result(None)  # nothing to wait for: the states are in the table
+        return written
 
     async def flush_due(self) -> None:
         """Flush every partition, together, once one of them is due.
@@ -622,31 +621,38 @@ class Processor:
     async def _flush_many(self, partitions: list[int], wait: bool = True) -> None:
         """Make the partitions' applied events durable, then acknowledge them.
 
-        The caller holds their locks.  A flush *writes* under those locks
-        (the changed states, serialised, into the store and the changelog
-        batches; what is to be acknowledged) and then *settles*: waits until
-        the broker has the round's alerts and states, seals the changelog,
-        writes the checkpoints and acknowledges.  Settling is only waiting,
-        so unless ``wait`` it goes on in the background while events are
-        applied: stopping every partition for a broker round trip each
-        second was the largest part of the latency tail.  Rounds settle in
-        order, and a round writes only once the one before has settled, so
-        a partition's changelog still ends with its checkpoint alone.  A
+        The caller holds their locks, but only for the *round's* start: what
+        is to be written (the changed customers), what is to be acknowledged
+        (the done messages) and the sends to wait for are set aside, which
+        costs next to nothing.  Writing (each state serialised into the
+        store and the changelog batches, a chunk at a time) and *settling*
+        (waiting until the broker has the round's alerts and states,
+        sealing the changelog, writing the checkpoints, acknowledging) go
+        on in a task, unless ``wait``, while events are applied: one flush
+        of a second's changes stopped every partition for 50-130 ms at
+        2,000 events/s, the largest part of the latency tail.
+
+        A state may change again before its chunk is written; the newer
+        state is written, which is harmless (a state ahead of the commits
+        recognises the events delivered again), and it is written again in
+        the next round.  Rounds run one at a time and in order, so a
+        partition's changelog still ends with its checkpoint alone, and a
         round that failed fails the next flush, as if it had failed there.
         """
-        await self._settled()
-        rounds = await self._write_round(partitions)
-        self.settling = asyncio.ensure_future(self._settle(rounds))
+        await self.settled()
+        rounds = self._start_round(partitions)
+        self.settling = asyncio.ensure_future(self._finish_round(rounds))
         if wait:
-            await self._settled()
+            await self.settled()
 
-    async def _settled(self) -> None:
-        """Wait for the last round to settle; raise what it raised."""
+    async def settled(self) -> None:
+        """Wait until the last flush round is written and acknowledged; raise
+        what it raised."""
         task = self.settling
         if task is not None:
             await asyncio.shield(task)
 
-    async def _write_round(self, partitions: list[int]) -> list[Round]:
+    def _start_round(self, partitions: list[int]) -> list[Round]:
         wall = self.wall()
         rounds = []
         for partition in partitions:
@@ -654,23 +660,34 @@ class Processor:
             if work is None:
                 continue
             work.last_flush = wall
-            r = Round(partition, work.alert_offsets, work.other_sends, wrote=bool(work.dirty))
+            r = Round(partition, work.alert_offsets, work.other_sends,
+                      [self.cache[cid] for cid in work.dirty])
             work.alert_offsets, work.other_sends = [], []
-            if r.wrote:
-                # Faust picks a table write's partition from the event in hand.
-                with self.in_partition(partition):
-                    r.states = await self.write_states(
-                        partition, [(cid.encode(), self.cache[cid].to_bytes())
-                                    for cid in work.dirty])
-                work.dirty.clear()
-            # What is done now is in the states just written.
+            work.dirty.clear()
+            # What is done now is in the states about to be written.
             for turns in work.acks.values():
                 while turns and turns[0].done:
                     r.acks.append(turns.popleft())
             work.done = 0
             rounds.append(r)
-        self._trim_cache()
         return rounds
+
+    async def _finish_round(self, rounds: list[Round]) -> None:
+        delivered = []
+        for r in rounds:
+            for i in range(0, len(r.states), WRITE_CHUNK):
+                # Faust picks a table write's partition from the event in hand.
+                with self.in_partition(r.partition):
+                    delivered.append(await self.write_states(r.partition, [
+                        (state.customer_id.encode(), state.to_bytes())
+                        for state in r.states[i:i + WRITE_CHUNK]]))
+                await asyncio.sleep(0)  # events go on between chunks
+        # Only now: a state evicted before it is in the store would be read
+        # back stale.
+        self._trim_cache()
+        for f in delivered:
+            await f
+        await self._settle(rounds)
 
     async def _settle(self, rounds: list[Round]) -> None:
         for r in rounds:
@@ -681,14 +698,12 @@ class Processor:
                     work.checkpoint = max(work.checkpoint, max(offsets) + 1)
             for f in r.other_sends:
                 await f
-            if r.states is not None:
-                await r.states
-        if self.seal is not None and any(r.wrote for r in rounds):
+        if self.seal is not None and any(r.states for r in rounds):
             # The changelog must not end in a batch of states: see ``seal``.
             await self.seal()
         for r in rounds:
             work = self.parts.get(r.partition)
-            if work is not None and (r.alert_offsets or (self.seal is not None and r.wrote)):
+            if work is not None and (r.alert_offsets or (self.seal is not None and r.states)):
                 with self.in_partition(r.partition):
                     self.table[checkpoint_key(r.partition)] = orjson.dumps(
                         {"alerts_offset": work.checkpoint})

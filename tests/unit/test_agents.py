@@ -53,6 +53,7 @@ async def fetched(topic: str, key: bytes, *values: bytes) -> None:
     await take_fetch({tp: [
         Message(topic, 0, next(_offsets), 0.0, 0, {}, key, value, None, len(key), len(value), tp)
         for value in values]})
+    await processor.settled()  # the flush's writing goes on in the background
 
 
 def complaint(cid: str, n: int, day: int, severity: int) -> bytes:

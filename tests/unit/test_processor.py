@@ -328,6 +328,7 @@ def test_events_are_applied_while_a_flush_settles_and_acked_only_after(
         await feed_batch(first)
         wall[0] += 2  # the next message makes a flush due
         await asyncio.wait_for(feed_batch(second[:1]), timeout=5)
+        await asyncio.sleep(0.01)  # the round writes in the background
         assert len(written) == 1 and table  # written, in the store ...
         assert not committed  # ... but not acknowledged before the broker has it
         applied = sum(proc.stats.events.values())
@@ -335,15 +336,16 @@ def test_events_are_applied_while_a_flush_settles_and_acked_only_after(
         assert sum(proc.stats.events.values()) == applied + len(second) - 1
         assert not committed
         broker_has_round[0].set()
-        await proc._settled()
+        await proc.settled()
         assert committed == {m[:3] for m in first + second[:1]}
         # The next round acknowledges what was done when it wrote.
         await feed_batch(third[:1])
         wall[0] += 2
         await feed_batch(third[1:2])
+        await asyncio.sleep(0.01)
         assert len(written) == 2
         broker_has_round[1].set()
-        await proc._settled()
+        await proc.settled()
         assert committed == {m[:3] for m in first + second + third[:2]}
 
     asyncio.run(go())
