@@ -10,7 +10,8 @@ acknowledge it.  Per partition the processor
 3. applies released events to cached customer states, runs the silence
    timers that fall due in between, and sends an alert as soon as one is due;
 4. every ``FLUSH_SECONDS`` (or ``FLUSH_EVENTS`` events in a partition)
-   *flushes* all its partitions together: waits for the broker to confirm
+   *flushes* all its partitions together, in the background while events
+   go on (:meth:`Processor._flush_many`): waits for the broker to confirm
    the alerts sent since the last flush, writes each changed customer's
    state once and waits until the broker has those writes, records how far
    the alerts topic is known to be reflected in the states (the
@@ -588,9 +589,8 @@ class Processor:
 
         Together, so that the broker round trip that seals the changelog
         (``seal``) is paid once per round, not once per partition, and the
-        partitions stay in step.  Only the writing holds the partitions;
-        the round's wait for the broker runs on while events are applied
-        (see :meth:`_flush_many`).
+        partitions stay in step.  The round's writing and waiting go on in
+        the background while events are applied (see :meth:`_flush_many`).
         """
         now = self.wall()
         if any(w.done >= FLUSH_EVENTS or now - w.last_flush >= self.flush_seconds
