@@ -69,6 +69,11 @@ class LeanPrometheusMonitor(PrometheusMonitor):
         child(m.messages_received_per_topics, tp.topic).inc(n)
         child(m.messages_received_per_topics_partition, tp.topic, tp.partition).set(last)
 
+    def track_tp_end_offset(self, tp: Any, offset: int) -> None:
+        # Faust's consumer calls this for every message it fetches.
+        Monitor.track_tp_end_offset(self, tp, offset)
+        child(self._metrics.topic_partition_end_offset, tp.topic, tp.partition).set(offset)
+
     def on_send_initiated(self, producer: Any, topic: str, message: Any,
                           keysize: int, valsize: int) -> Any:
         child(self._metrics.topic_messages_sent, f"topic.{topic}").inc()

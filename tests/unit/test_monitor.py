@@ -55,9 +55,14 @@ def test_sends_and_table_operations_count_as_in_fausts_own_sensor() -> None:
         name = "customer_to_state"
 
     for monitor in (lean, faust_own):
+        for offset in (10, 11, 12):
+            monitor.track_tp_end_offset(TP("purchases", 1), offset)
+        monitor.track_tp_end_offset(TP("contacts", 3), 7)
         for topic in ("churn-alerts", "churn-alerts", "state-changelog"):
             monitor.on_send_initiated(None, topic, None, 3, 10)  # type: ignore[arg-type]
         monitor.on_table_get(Table(), b"k")  # type: ignore[arg-type]
         monitor.on_table_set(Table(), b"k", b"v")  # type: ignore[arg-type]
     assert _samples(registry_lean) == _samples(registry_faust)
     assert lean.messages_sent_by_topic == faust_own.messages_sent_by_topic
+    assert lean.tp_end_offsets == faust_own.tp_end_offsets == {
+        TP("purchases", 1): 12, TP("contacts", 3): 7}
