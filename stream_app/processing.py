@@ -629,7 +629,7 @@ class Processor:
         (waiting until the broker has the round's alerts and states,
         sealing the changelog, writing the checkpoints, acknowledging) go
         on in a task, unless ``wait``, while events are applied: one flush
-        of a second's changes stopped every partition for 50-130 ms at
+        of a second's changes stopped every partition for 45-130 ms at
         2,000 events/s, the largest part of the latency tail.
 
         A state may change again before its chunk is written; the newer
