@@ -177,7 +177,7 @@ class Queued:
 
 @dataclass(slots=True)
 class Round:
-    """One partition's part of a flush, between writing and settling."""
+    """One partition's part of a flush round, from its start (under the lock) to its settling."""
 
     partition: int
     alert_offsets: list[Awaitable[int]]
