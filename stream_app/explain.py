@@ -79,7 +79,7 @@ def report(state: CustomerState, policy: Policy, at: float | None = None) -> dic
                      "last_purchase": iso(state.last_purchase_ts)
                      if state.last_purchase_ts else None,
                      "complaints": len(state.complaints), "concerns": len(state.notes),
-                     "outreach_days": len(state.outreach)},
+                     "outreach_days": len(state.outreach_day)},
         "next_check": iso(state.due_ts) if state.due_ts else None,
     }
 

@@ -72,7 +72,9 @@ def reach_channel(state: CustomerState, avoid: set[str]) -> str:
 def recommend(fired: Sequence[Fired], state: CustomerState, now: float,
               policy: Policy) -> list[Action]:
     codes = {f.code for f in fired}
-    ignored = ({str(o[2]) for o in state.outreach[-3:] if not o[1]}
+    ignored = ({ch for ch, responded in zip(state.outreach_channel[-3:],
+                                            state.outreach_responded[-3:], strict=True)
+                if not responded}
                if "UNRESPONSIVE" in codes else set())
     channel = reach_channel(state, ignored)
     actions: list[Action] = []

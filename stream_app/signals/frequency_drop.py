@@ -49,14 +49,14 @@ def _judge(state: CustomerState, now: float, policy: Policy) -> _Drop | None:
     recent_days = (now - recent_start) / DAY
     if baseline_days < fd.min_baseline_days or recent_days <= 0:
         return None
-    base_n = base_spend = recent_n = recent_spend = 0.0
-    for idx, n, spend in state.buckets:
-        if baseline_from <= idx < recent_from:
-            base_n += n
-            base_spend += spend
-        elif recent_from <= idx <= current:
-            recent_n += n
-            recent_spend += spend
+    # The buckets are in order: the baseline and the recent window are two
+    # adjacent slices.
+    idxs, counts, spends = state.bucket_idx, state.bucket_count, state.bucket_spend
+    base = bisect_left(idxs, baseline_from)
+    recent = bisect_left(idxs, recent_from)
+    end = bisect_right(idxs, current)
+    base_n, recent_n = float(sum(counts[base:recent])), float(sum(counts[recent:end]))
+    base_spend, recent_spend = float(sum(spends[base:recent])), float(sum(spends[recent:end]))
     if base_n < fd.min_baseline_purchases:
         return None
     expected = base_n / baseline_days * recent_days
@@ -90,9 +90,10 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     (count_drop, recent_n, recent_spend, expected, expected_spend, count_ratio,
      spend_ratio, recent_days, baseline_days, recent_start) = drop
     max_ratio = policy.frequency_drop.max_ratio
-    evidence = tuple(str(eid) for ts, eid in state.recent_purchases if ts >= recent_start)
-    if not evidence and state.recent_purchases:
-        evidence = (str(state.recent_purchases[-1][1]),)
+    ids = state.recent_purchase_ids
+    evidence = tuple(ids[bisect_left(state.recent_purchase_ts, recent_start):])
+    if not evidence and ids:
+        evidence = (ids[-1],)
     window = f"last {recent_days:.0f} days vs the {baseline_days:.0f} days before"
     if count_drop:
         detail = (
@@ -164,17 +165,16 @@ def _scan(state: CustomerState, start: int, policy: Policy) -> int | None:
     :func:`_judge`'s in the last bit, so the spend test errs towards a drop
     and every drop found is confirmed by :func:`_judge` itself.
     """
-    buckets = state.buckets
-    if not buckets or state.first_purchase_ts is None:
+    idxs = state.bucket_idx
+    if not idxs or state.first_purchase_ts is None:
         return None
     fd = policy.frequency_drop
     width = policy.history.bucket_days * DAY
     recent_days = (fd.recent_buckets - 1) * policy.history.bucket_days  # at a boundary
     if recent_days <= 0:
         return None
-    idxs = [b[0] for b in buckets]
     counts, spends = [0.0], [0.0]
-    for _, n, spend in buckets:
+    for n, spend in zip(state.bucket_count, state.bucket_spend, strict=True):
         counts.append(counts[-1] + n)
         spends.append(spends[-1] + spend)
     newest = idxs[-1]

@@ -55,7 +55,7 @@ def next_check(state: CustomerState, now: float, policy: Policy,
         return None
     bucket_days = policy.history.bucket_days
     width = bucket_days * DAY
-    for idx, _, _ in state.buckets:  # oldest first: the order they leave the year in
+    for idx in state.bucket_idx:  # oldest first: the order they leave the year in
         leaves = idx * width + 365 * DAY + 1.0
         if leaves > now and state.spend_last_year(leaves, bucket_days) < p.min_spend_last_year:
             return leaves if step is None or leaves < step else step

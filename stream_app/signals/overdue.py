@@ -72,7 +72,7 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
         return None
     whose = "usually buys every" if own else "customers typically buy every"
     detail = f"no purchase for {plural(round(since), 'day')} ({whose} {gap:.0f} days)"
-    evidence = (str(state.recent_purchases[-1][1]),) if state.recent_purchases else ()
+    evidence = (state.recent_purchase_ids[-1],) if state.recent_purchase_ids else ()
     return Fired(CODE, clamp_strength(0.5 + 0.5 * (since - limit) / limit), round(since, 1),
                  round(gap, 1), round(limit, 1), f"since {plural(round(since), 'day')}",
                  evidence, detail)

@@ -9,7 +9,7 @@ customer's own earlier rate.
 
 from __future__ import annotations
 
-from typing import Any
+from bisect import bisect_right
 
 from ..policy import Policy
 from ..state import DAY, CustomerState
@@ -22,43 +22,35 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     p = policy.unresponsive
     start_day = int((now - p.window_days * DAY) // DAY)
     today = int(now // DAY)
-    # One pass over the outreach days (oldest first): the window's days, and
-    # how many days before it there were and how many were answered.
-    window: list[list[Any]] = []
-    before = answered_before = 0
-    for o in state.outreach:
-        if o[0] > today:
-            break
-        if o[0] > start_day:
-            window.append(o)
-        else:
-            before += 1
-            answered_before += o[1]
+    # The outreach days are in order: the window's days (after its start, up
+    # to today) are one slice, the days before it the slice before that.
+    days, responded, events = state.outreach_day, state.outreach_responded, state.outreach_event
+    end = bisect_right(days, today)
+    first = min(bisect_right(days, start_day), end)
     window_label = f"last {p.window_days} days"
     if state.unsubscribed_ts is not None and now - state.unsubscribed_ts <= p.window_days * DAY:
-        last = window[-1][3] if window else ""
-        return Fired(CODE, 1.0, 1.0, None, 1.0, window_label, (str(last),) if last else (),
+        last = events[end - 1] if end > first else ""
+        return Fired(CODE, 1.0, 1.0, None, 1.0, window_label, (last,) if last else (),
                      "unsubscribed from our messages")
-    streak = []
-    for o in reversed(window):
-        if o[1]:
-            break
-        streak.append(o)
-    evidence = tuple(str(o[3]) for o in reversed(streak))
-    if len(streak) >= p.min_streak_days:
-        channels = sorted({str(o[2]) for o in streak})
-        detail = (f"did not answer us on {plural(len(streak), 'day')} in a row "
+    streak = end  # the unanswered days at the window's end: streak..end
+    while streak > first and not responded[streak - 1]:
+        streak -= 1
+    streak_days = end - streak
+    if streak_days >= p.min_streak_days:
+        channels = sorted(set(state.outreach_channel[streak:end]))
+        detail = (f"did not answer us on {plural(streak_days, 'day')} in a row "
                   f"({', '.join(channels)})")
-        return Fired(CODE, clamp_strength(0.5 * len(streak) / p.min_streak_days),
-                     float(len(streak)), None, float(p.min_streak_days), window_label,
-                     evidence, detail)
-    if len(window) >= p.min_outreach_days and before >= p.min_outreach_days:
-        rate = sum(o[1] for o in window) / len(window)
-        usual = answered_before / before
+        return Fired(CODE, clamp_strength(0.5 * streak_days / p.min_streak_days),
+                     float(streak_days), None, float(p.min_streak_days), window_label,
+                     tuple(events[streak:end]), detail)
+    if end - first >= p.min_outreach_days and first >= p.min_outreach_days:
+        rate = sum(responded[first:end]) / (end - first)
+        usual = sum(responded[:first]) / first
         if usual > 0 and rate <= p.max_rate_ratio * usual:
             detail = (f"answers {rate:.0%} of our contacts in {p.window_days} days, "
                       f"usually {usual:.0%}")
-            unanswered = tuple(str(o[3]) for o in window if not o[1])
+            unanswered = tuple(e for e, r in zip(events[first:end], responded[first:end],
+                                                 strict=True) if not r)
             return Fired(CODE, clamp_strength(1 - rate / usual), round(rate, 3),
                          round(usual, 3), round(p.max_rate_ratio * usual, 3), window_label,
                          unanswered, detail)
@@ -79,7 +71,7 @@ def next_check(state: CustomerState, now: float, policy: Policy,
     """
     p = policy.unresponsive
     start_day = int((now - p.window_days * DAY) // DAY)
-    pending = [o[0] for o in state.outreach if o[0] > start_day]
+    pending = state.outreach_day[bisect_right(state.outreach_day, start_day):]
     if not pending:
         return None
 

@@ -132,7 +132,7 @@ def test_overdue_fires_after_three_usual_gaps() -> None:
     assert fired is not None
     assert fired.baseline == pytest.approx(10.0)
     assert fired.threshold == pytest.approx(30.0)
-    assert fired.evidence == (s.recent_purchases[-1][1],)
+    assert fired.evidence == (s.recent_purchase_ids[-1],)
 
 
 def test_overdue_next_check_is_the_moment_the_customer_turns_late() -> None:
@@ -163,7 +163,7 @@ def test_same_day_purchases_are_not_gaps() -> None:
     s = new_state("basket")
     for hour in range(5):
         purchase(s, 10 + hour / 24)
-    assert s.gaps == []
+    assert list(s.gaps) == []
 
 
 # -- COMPLAINTS ----------------------------------------------------------------

@@ -37,7 +37,7 @@ def test_a_burst_of_our_own_calls_in_one_day_is_not_silence() -> None:
     contact(s, 150, outcome="answered")
     for hour in range(8):
         contact(s, 190 + hour / 24, outcome="no_answer")
-    assert len(s.outreach) == 2  # two days of outreach, not nine attempts
+    assert len(s.outreach_day) == 2  # two days of outreach, not nine attempts
     assert unresponsive.evaluate(s, epoch(191), POLICY) is None
 
 

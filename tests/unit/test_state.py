@@ -1,0 +1,117 @@
+"""The state's columns: kept in time order whatever order events come in, and
+states written by the previous version still read."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+import orjson
+
+from stream_app.policy import Policy
+from stream_app.signals import overdue, unresponsive
+from stream_app.state import (
+    DAY,
+    OUTREACH_KEPT,
+    RECENT_PURCHASES_KEPT,
+    STATE_VERSION,
+    CustomerState,
+    new_state,
+)
+
+from ..conftest import epoch
+from ..helpers import contact, purchase
+
+POLICY = Policy()
+
+
+def test_purchase_columns_match_a_brute_force_model_whatever_the_order() -> None:
+    h = POLICY.history
+    width = h.bucket_days * DAY
+    rng = random.Random(11)
+    for _ in range(60):
+        days = rng.sample(range(900), rng.randrange(1, 40))
+        amounts = {day: float(rng.randrange(1, 400)) for day in days}
+        s = new_state("c1")
+        for day in days:  # arrival order is not time order
+            purchase(s, day, amounts[day])
+        times = sorted(s.recent_purchase_ts)
+        assert list(s.recent_purchase_ts) == times
+        # The newest purchases by time, each beside its own event id.
+        assert len(times) == min(len(days), RECENT_PURCHASES_KEPT)
+        assert times == sorted(epoch(d) for d in days)[-RECENT_PURCHASES_KEPT:]
+        assert len(s.recent_purchase_ids) == len(times)
+        # The buckets: the last ``buckets_kept`` bucket indices up to the newest.
+        totals: dict[int, list[float]] = defaultdict(lambda: [0, 0.0])
+        for day in days:
+            idx = int(epoch(day) // width)
+            totals[idx][0] += 1
+            totals[idx][1] += amounts[day]
+        newest = max(totals)
+        kept = sorted(i for i in totals if i > newest - h.buckets_kept)
+        assert list(s.bucket_idx) == kept
+        assert list(s.bucket_count) == [totals[i][0] for i in kept]
+        assert [round(x, 2) for x in s.bucket_spend] == [round(totals[i][1], 2) for i in kept]
+
+
+def test_outreach_columns_hold_one_entry_per_day_in_order() -> None:
+    rng = random.Random(12)
+    for _ in range(60):
+        answered: dict[int, bool] = {}
+        s = new_state("c1")
+        for _ in range(rng.randrange(1, 60)):
+            day = rng.randrange(200)
+            outcome = rng.choice(["answered", "no_answer", "no_answer", "opened"])
+            contact(s, day, outcome=outcome)
+            answered[day] = answered.get(day, False) or outcome != "no_answer"
+        kept = sorted(answered)[-OUTREACH_KEPT:]
+        assert list(s.outreach_day) == [int(epoch(d) // DAY) for d in kept]
+        assert list(s.outreach_responded) == [int(answered[d]) for d in kept]
+        assert len(s.outreach_channel) == len(s.outreach_event) == len(kept)
+
+
+# A state as the previous version (1) wrote it: the columns as lists of rows.
+VERSION_1 = orjson.dumps({
+    "customer_id": "C000224", "partition": 2,
+    "offsets": {"complaints": 1, "contacts": 7317, "purchases": 17585},
+    "first_ts": 1736097554.0, "last_ts": 1780151686.0, "purchases": 3, "spend": 522.51,
+    "first_purchase_ts": 1739955500.0, "last_purchase_ts": 1780007345.0,
+    "buckets": [[678, 1, 217.3], [686, 1, 160.77]], "gaps": [204.754, 258.809],
+    "recent_purchases": [[1739955500.0, "p-11873"], [1757646270.0, "p-11874"],
+                         [1780007345.0, "p-11875"]],
+    "complaints": [[1736097554.0, "k-11876", "delivery", 3]],
+    "channels": {"chat": [14, 11, 1]},
+    "last_outbound_ts": 1780151686.0, "last_inbound_ts": 1762433757.0,
+    "outreach": [[20596, 1, "chat", "c-11880"], [20601, 0, "chat", "c-11881"],
+                 [20603, 0, "sms", "c-11882"], [20604, 0, "chat", "c-11883"]],
+    "unsubscribed_ts": None, "notes": [], "risk": 0.0, "active": [],
+    "due_ts": 1790375346.0,
+    "alerting": [1, False, [], 0.0, "", 1753952301.0, 1, 1, {"OVERDUE": 1753952301.0},
+                 None, False, False, {}],
+    "v": 1,
+})
+
+
+def test_a_state_of_the_previous_version_reads_into_columns() -> None:
+    s = CustomerState.from_bytes(VERSION_1)
+    assert list(s.bucket_idx) == [678, 686]
+    assert list(s.bucket_count) == [1, 1]
+    assert list(s.bucket_spend) == [217.3, 160.77]
+    assert list(s.gaps) == [204.754, 258.809]
+    assert list(s.recent_purchase_ts) == [1739955500.0, 1757646270.0, 1780007345.0]
+    assert s.recent_purchase_ids == ["p-11873", "p-11874", "p-11875"]
+    assert list(s.outreach_day) == [20596, 20601, 20603, 20604]
+    assert list(s.outreach_responded) == [1, 0, 0, 0]
+    assert s.outreach_channel == ["chat", "chat", "sms", "chat"]
+    assert s.outreach_event == ["c-11880", "c-11881", "c-11882", "c-11883"]
+    assert s.alerting.alerted_at == {"OVERDUE": 1753952301.0}
+    # The signals read it: three unanswered days in a row, the last purchase.
+    now = 20604.5 * DAY
+    fired = unresponsive.evaluate(s, now, POLICY)
+    assert fired is not None and fired.evidence == ("c-11881", "c-11882", "c-11883")
+    late = overdue.evaluate(s, now + 900 * DAY, POLICY)
+    assert late is not None and late.evidence == ("p-11875",)
+    # Written again, it is the current version, and reads back the same.
+    raw = s.to_bytes()
+    assert orjson.loads(raw)["v"] == STATE_VERSION != 1
+    assert CustomerState.from_bytes(raw) == s
