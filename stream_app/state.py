@@ -141,7 +141,13 @@ class CustomerState:
     def from_bytes(cls, raw: bytes) -> CustomerState:
         """A state from its changelog value, of this version or an earlier one."""
         d = orjson.loads(raw)
-        if d.pop("v", 1) == 1:
+        version = d.pop("v", 1)
+        if version > STATE_VERSION:
+            raise ValueError(
+                f"the state of customer {d.get('customer_id')!r} is version {version}, written "
+                f"by a newer release; this one reads up to version {STATE_VERSION}: run the "
+                f"newer release")
+        if version == 1:
             _columns_from_rows(d)
         for name, typecode in _ARRAYS.items():
             d[name] = array(typecode, d[name])
@@ -232,14 +238,6 @@ def _insert(items: list[list[Any]], item: list[Any]) -> None:
         items.sort(key=_FIRST)
 
 
-def _position(times: array[Any], t: float) -> int:
-    """Where an entry at time ``t`` goes in a column kept in time order: after
-    the entries at the same time (arrival order), usually last."""
-    if not times or t >= times[-1]:
-        return len(times)
-    return bisect_right(times, t)
-
-
 def _keep_last(n: int, *columns: array[Any] | list[Any]) -> None:
     for column in columns:
         del column[:-n]
@@ -272,7 +270,7 @@ def apply_purchase(state: CustomerState, p: Purchase, ts: float, policy: Policy)
             del state.gaps[: -h.gaps_kept]
         state.last_purchase_ts = ts
     times, ids = state.recent_purchase_ts, state.recent_purchase_ids
-    i = _position(times, ts)
+    i = bisect_right(times, ts)  # after equal times: arrival order
     times.insert(i, ts)
     ids.insert(i, p.event_id)
     _keep_last(RECENT_PURCHASES_KEPT, times, ids)
@@ -326,12 +324,11 @@ def apply_contact(state: CustomerState, c: Contact, ts: float, policy: Policy) -
         if c.outcome is not None:  # an outreach without a known outcome says nothing
             day = int(ts // DAY)
             days = state.outreach_day
-            i = _outreach_on(state, day)
-            if i is not None:
+            i, seen = _day_index(days, day)
+            if seen:
                 state.outreach_responded[i] |= responded
                 state.outreach_event[i] = c.event_id
             else:
-                i = _position(days, day)
                 days.insert(i, day)
                 state.outreach_responded.insert(i, responded)
                 # Interned: a handful of channel names, not one string per day.
@@ -343,17 +340,16 @@ def apply_contact(state: CustomerState, c: Contact, ts: float, policy: Policy) -
         stats[2] += 1
         state.last_inbound_ts = max(state.last_inbound_ts or ts, ts)
         # The customer reaching out is a response to any outreach that day.
-        i = _outreach_on(state, int(ts // DAY))
-        if i is not None:
+        i, seen = _day_index(state.outreach_day, int(ts // DAY))
+        if seen:
             state.outreach_responded[i] = 1
     _add_notes(state, c, ts, policy)
 
 
-def _outreach_on(state: CustomerState, day: int) -> int | None:
-    """The position of ``day`` among the outreach days, if there was outreach that day."""
-    days = state.outreach_day
+def _day_index(days: array[int], day: int) -> tuple[int, bool]:
+    """Where ``day`` is or goes among the outreach days, and whether it is there."""
     i = bisect_left(days, day)
-    return i if i < len(days) and days[i] == day else None
+    return i, i < len(days) and days[i] == day
 
 
 def apply_feedback(state: CustomerState, outcome: str, ts: float, policy: Policy) -> None:

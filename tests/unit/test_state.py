@@ -7,6 +7,7 @@ import random
 from collections import defaultdict
 
 import orjson
+import pytest
 
 from stream_app.policy import Policy
 from stream_app.signals import overdue, unresponsive
@@ -115,3 +116,10 @@ def test_a_state_of_the_previous_version_reads_into_columns() -> None:
     raw = s.to_bytes()
     assert orjson.loads(raw)["v"] == STATE_VERSION != 1
     assert CustomerState.from_bytes(raw) == s
+
+
+def test_a_state_from_a_newer_release_is_refused_with_the_reason() -> None:
+    newer = orjson.loads(new_state("c9").to_bytes())
+    newer["v"] = STATE_VERSION + 1
+    with pytest.raises(ValueError, match=r"'c9' is version \d+, written by a newer release"):
+        CustomerState.from_bytes(orjson.dumps(newer))
