@@ -72,7 +72,16 @@ class TunedConsumer(driver.Consumer):
         Partitions with nothing buffered are fetched together, so in steady
         operation the marks are equally fresh and nothing waits.
         """
-        return fresh_highwater(self._thread._ensure_consumer(), tp, siblings)
+        consumer = self._thread._ensure_consumer()
+        try:
+            polled = consumer.last_poll_timestamp(tp)
+            highwater: int | None = consumer.highwater(tp)
+            newest = max((consumer.last_poll_timestamp(s) or 0 for s in siblings), default=0)
+        except AssertionError:  # not assigned (a rebalance is under way)
+            return None
+        if polled is None or polled < newest:
+            return None
+        return highwater
 
     async def perform_seek(self) -> None:
         generation = self.app.consumer_generation_id
@@ -202,32 +211,6 @@ class TunedConsumer(driver.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
-
-
-def fresh_highwater(consumer: Any, tp: TP, siblings: list[TP]) -> int | None:
-    """:meth:`TunedConsumer.settled_highwater` for an aiokafka consumer.
-
-    It reads what aiokafka's ``highwater()`` and ``last_poll_timestamp()``
-    read, each partition's state once: it runs for every released event, and
-    through those methods (an assertion and three look-ups per call, five
-    calls) it took 4-5% of the worker's time under py-spy.
-    """
-    subscription = consumer._subscription.subscription
-    assignment = subscription.assignment if subscription is not None else None
-    if assignment is None:
-        return None
-    states = assignment._tp_state
-    state = states.get(tp)
-    if state is None or state.timestamp is None:  # not assigned, or not fetched yet
-        return None
-    for sibling in siblings:
-        other = states.get(sibling)
-        if other is None:  # not assigned (a rebalance is under way)
-            return None
-        if other.timestamp is not None and other.timestamp > state.timestamp:
-            return None
-    highwater: int | None = state.highwater
-    return highwater
 
 
 class TunedTransport(driver.Transport):
