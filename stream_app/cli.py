@@ -151,7 +151,11 @@ def _run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"churnwatch: {exc}", file=sys.stderr)
             return 2
-        state = latest_state(settings, args.customer_id)
+        try:
+            state = latest_state(settings, args.customer_id)
+        except ValueError as exc:  # a state this release cannot read
+            print(f"churnwatch: {exc}", file=sys.stderr)
+            return 1
         if state is None:
             print(f"churnwatch: no state for customer {args.customer_id!r} on "
                   f"{settings.broker_url} (topic {settings.state_changelog_topic})",

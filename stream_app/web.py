@@ -137,7 +137,10 @@ async def customer(view: web.View, request: web.Request, customer_id: str) -> we
         return _error(view, 401, "missing or wrong bearer token (Authorization header)")
     if not _CUSTOMER_ID.match(customer_id):
         return _error(view, 400, "customer id must be 1-128 characters, no spaces or '/'")
-    state = processor.load(customer_id)
+    try:
+        state = processor.load(customer_id)
+    except ValueError as exc:  # a state this release cannot read
+        return _error(view, 500, str(exc))
     if state is None:
         return _error(view, 404, f"no customer {customer_id!r} on this worker's partitions")
     now = processor.clock_now(state.partition, time.time())

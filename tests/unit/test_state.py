@@ -123,3 +123,19 @@ def test_a_state_from_a_newer_release_is_refused_with_the_reason() -> None:
     newer["v"] = STATE_VERSION + 1
     with pytest.raises(ValueError, match=r"'c9' is version \d+, written by a newer release"):
         CustomerState.from_bytes(orjson.dumps(newer))
+
+
+def test_explain_names_a_state_it_cannot_read(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from stream_app import explain
+    from stream_app.cli import main
+
+    newer = orjson.loads(new_state("c9").to_bytes())
+    newer["v"] = STATE_VERSION + 1
+    # As if the changelog held this state: the look-up decodes it as usual.
+    monkeypatch.setattr(explain, "latest_state",
+                        lambda settings, cid: CustomerState.from_bytes(orjson.dumps(newer)))
+    monkeypatch.setenv("CHURNWATCH_STORE", "memory://")
+    assert main(["explain", "c9"]) == 1
+    err = capsys.readouterr().err
+    assert "written by a newer release" in err and "run the newer release" in err
