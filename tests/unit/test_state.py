@@ -118,11 +118,16 @@ def test_a_state_of_the_previous_version_reads_into_columns() -> None:
     assert CustomerState.from_bytes(raw) == s
 
 
-def test_a_state_from_a_newer_release_is_refused_with_the_reason() -> None:
-    newer = orjson.loads(new_state("c9").to_bytes())
+def _from_a_newer_release(customer_id: str) -> bytes:
+    """A state as a release one layout version ahead would write it."""
+    newer = orjson.loads(new_state(customer_id).to_bytes())
     newer["v"] = STATE_VERSION + 1
+    return orjson.dumps(newer)
+
+
+def test_a_state_from_a_newer_release_is_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match=r"'c9' is version \d+, written by a newer release"):
-        CustomerState.from_bytes(orjson.dumps(newer))
+        CustomerState.from_bytes(_from_a_newer_release("c9"))
 
 
 def test_explain_names_a_state_it_cannot_read(monkeypatch: pytest.MonkeyPatch,
@@ -130,11 +135,10 @@ def test_explain_names_a_state_it_cannot_read(monkeypatch: pytest.MonkeyPatch,
     from stream_app import explain
     from stream_app.cli import main
 
-    newer = orjson.loads(new_state("c9").to_bytes())
-    newer["v"] = STATE_VERSION + 1
+    newer = _from_a_newer_release("c9")
     # As if the changelog held this state: the look-up decodes it as usual.
     monkeypatch.setattr(explain, "latest_state",
-                        lambda settings, cid: CustomerState.from_bytes(orjson.dumps(newer)))
+                        lambda settings, cid: CustomerState.from_bytes(newer))
     monkeypatch.setenv("CHURNWATCH_STORE", "memory://")
     assert main(["explain", "c9"]) == 1
     err = capsys.readouterr().err
