@@ -420,6 +420,8 @@ def detect_decimal(path: Path, kind: str, m: Mapping) -> str | None:
     """
     columns = [m.columns.get(f, f) for f in FIELDS[kind] if f in _NUMBERS
                and f not in m.constants]
+    if not columns:
+        return None
     fits = frozenset(DECIMAL_MARKS)
     only: dict[str, tuple[int, str]] = {}
     for n, row, _ in _rows(path, m):
