@@ -66,7 +66,7 @@ _FALSE = frozenset({"0", "false", "no", "n", "f"})
 
 #: The fields every topic shares -> required.  Mirrors the common part of
 #: schemas/<kind>.json, as the decoder's own table does; kept here so that this
-#: module relies only on the decoder's public names (a test holds the two equal).
+#: module relies only on the decoder's public names (a test holds it to the schemas).
 COMMON_FIELDS: dict[str, bool] = {
     "event_id": True,
     "customer_id": True,
