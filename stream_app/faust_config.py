@@ -51,6 +51,19 @@ def app_options(s: Settings) -> dict[str, Any]:
         canonical_url=s.canonical_url,
         broker_credentials=broker_credentials(s),
         web_in_thread=False,
+        # None of Faust's own pages: /table/ serves table rows (a customer's
+        # whole state, complaint text included) and /router/ the workers'
+        # URLs, both without our token; the statistics, graph and
+        # performance pages show internals.  Set here, so Faust's APP_WEB_*
+        # variables cannot switch them back on.  @app.table_route still
+        # works across workers without /router/: it reads the owner of a key
+        # from the partition assignor (the URLs the workers exchange when
+        # they join the group), and no worker asks another's /router/ page.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         autodiscover=False,
         origin="stream_app",
         table_standby_replicas=0 if s.broker_profile == "local" else 1,
