@@ -6,6 +6,7 @@ nothing else; the ``kafka`` profile keeps Faust's defaults for a real cluster.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import faust
@@ -30,6 +31,24 @@ def broker_credentials(s: Settings) -> CredentialsT | None:
     return faust.SSLCredentials(context) if context is not None else None
 
 
+#: Faust's switches for its own web pages, all off (see :func:`app_options`).
+FAUST_PAGES_OFF = dict(web_tables_enabled=False, web_router_enabled=False,
+                       web_stats_enabled=False, web_graph_enabled=False,
+                       web_metrics_enabled=False)
+
+
+def faust_environment() -> dict[str, str]:
+    """The environment Faust reads its settings from, without its page switches.
+
+    Faust lets an environment variable override a setting given in code
+    (``APP_WEB_TABLES_ENABLED=1`` would put the table pages back), so the
+    variables of :data:`FAUST_PAGES_OFF` are left out of what it sees.
+    """
+    names = {faust.Settings.SETTINGS[name].env_name for name in FAUST_PAGES_OFF}
+    return {k: v for k, v in os.environ.items()
+            if not any(k == n or k.endswith("_" + n) for n in names if n)}
+
+
 def app_options(s: Settings) -> dict[str, Any]:
     transport.FETCH_MAX_WAIT_MS = s.fetch_max_wait_ms
     options: dict[str, Any] = dict(
@@ -51,6 +70,15 @@ def app_options(s: Settings) -> dict[str, Any]:
         canonical_url=s.canonical_url,
         broker_credentials=broker_credentials(s),
         web_in_thread=False,
+        # None of Faust's own pages: /table/ serves table rows (a customer's
+        # whole state, complaint text included) and /router/ the workers'
+        # URLs, both without our token; the statistics, graph and
+        # performance pages show internals.  @app.table_route still works
+        # across workers without /router/: it reads the owner of a key from
+        # the partition assignor (the URLs the workers exchange when they
+        # join the group), and no worker asks another's /router/ page.
+        **FAUST_PAGES_OFF,
+        env=faust_environment(),
         autodiscover=False,
         origin="stream_app",
         table_standby_replicas=0 if s.broker_profile == "local" else 1,

@@ -1,0 +1,21 @@
+"""Faust's own web pages stay off, whatever Faust's environment variables say."""
+
+from __future__ import annotations
+
+import faust
+import pytest
+
+from stream_app.faust_config import FAUST_PAGES_OFF, app_options
+from stream_app.settings import Settings
+
+
+def test_faust_page_switches_in_the_environment_are_ignored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faust lets these override settings given in code; debug would turn on
+    # the statistics and graph pages through their defaults.
+    for name in ("APP_WEB_TABLES_ENABLED", "APP_WEB_ROUTER_ENABLED", "APP_WEB_STATS_ENABLED",
+                 "APP_WEB_GRAPH_ENABLED", "APP_WEB_METRICS_ENABLED", "APP_DEBUG"):
+        monkeypatch.setenv(name, "true")
+    conf = faust.Settings("pages", **app_options(Settings()))
+    assert {name: getattr(conf, name) for name in FAUST_PAGES_OFF} == FAUST_PAGES_OFF
+    assert conf.debug is True  # the environment did reach Faust
