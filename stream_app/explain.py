@@ -11,13 +11,14 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
+from . import clients
 from .alerting import evaluate_signals, iso
 from .playbook import recommend, summary, summary_he
 from .policy import Policy
 from .scoring import risk_score, route, severity
-from .settings import Settings, kafka_client_options
+from .settings import Settings
 from .state import CustomerState
 
 
@@ -25,8 +26,7 @@ def latest_state(s: Settings, customer_id: str, timeout_ms: int = 3000
                  ) -> CustomerState | None:
     """The last changelog value for the customer (None if never seen)."""
     wanted = {customer_id.encode(), orjson.dumps(customer_id)}
-    consumer = KafkaConsumer(**kafka_client_options(s), enable_auto_commit=False,
-                             consumer_timeout_ms=timeout_ms)
+    consumer = clients.consumer(s, enable_auto_commit=False, consumer_timeout_ms=timeout_ms)
     try:
         parts = [TopicPartition(s.state_changelog_topic, p) for p in range(s.partitions)]
         consumer.assign(parts)
