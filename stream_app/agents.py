@@ -216,6 +216,7 @@ def _positioned() -> bool:
 @app.timer(interval=settings.tick_seconds, on_leader=False)  # type: ignore[untyped-decorator]
 async def send_ticks() -> None:
     """Tick every clock partition this worker owns (each worker its own)."""
+    committed_offsets: dict[TP, int | None] = getattr(app.consumer, "_committed_offset", {})
     for tp in app.consumer.assignment():
         if tp.topic == topics.CLOCK_TOPIC:
             await topics.clock.send(key=b"tick", value=b"", partition=tp.partition)
@@ -223,9 +224,17 @@ async def send_ticks() -> None:
             # Lag from the fetch high-water mark, which every broker reports
             # honestly (end offsets from ListOffsets are not, on some).
             highwater = app.consumer.highwater(tp)
-            lag = None if highwater is None else processor.lag(tp.topic, tp.partition, highwater)
+            if highwater is None:
+                continue
+            lag = processor.lag(tp.topic, tp.partition, highwater)
             if lag is not None:
                 metrics.LAG.labels(tp.topic, str(tp.partition)).set(lag)
+            # What an operator alerts on: messages not yet committed, which a
+            # restart would read again (the group's own record of progress).
+            committed = committed_offsets.get(tp)
+            if committed is not None:
+                metrics.COMMIT_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - committed))
 
 
 @app.on_partitions_revoked.connect
