@@ -36,6 +36,14 @@ class History:
     #: Events this far behind their partition's event-time clock are applied;
     #: older ones go to dead-letters as too late (their windows have passed).
     allowed_lateness_days: float = 7.0
+    #: Events this far ahead of the wall clock (or of the partition's clock,
+    #: when a replay runs ahead of the wall clock) go to dead-letters as from
+    #: the future: one mistyped year must not move a partition's clock.
+    max_future_hours: float = 48.0
+    #: Event ids remembered per customer (all topics): an event whose id is
+    #: among them is a duplicate (a producer's retry, a connector's re-send)
+    #: and is dropped.
+    event_ids_kept: int = 32
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,8 +129,8 @@ def produce_one_customer_per_partition(s: Settings) -> dict[str, list[str]]:
             amount = f"{7000 + i}.37"
             text = f"my parcel number {cid} went missing twice"
             for topic, value in (
-                    (s.topic_purchases, {"ts": "2031-05-01T10:00:00Z", "amount": float(amount)}),
-                    (s.topic_complaints, {"ts": "2031-05-02T10:00:00Z", "category": "delivery",
+                    (s.topic_purchases, {"ts": "2026-05-01T10:00:00Z", "amount": float(amount)}),
+                    (s.topic_complaints, {"ts": "2026-05-02T10:00:00Z", "category": "delivery",
                                           "severity": 5, "text": text})):
                 md = producer.send(topic, key=cid.encode(), value=orjson.dumps(
                     {"event_id": f"{cid}-{topic}", "customer_id": cid, **value})).get(timeout=30)
