@@ -38,15 +38,16 @@ FAUST_PAGES_OFF = dict(web_tables_enabled=False, web_router_enabled=False,
 
 
 def faust_environment() -> dict[str, str]:
-    """The environment Faust reads its settings from, without its page switches.
+    """What Faust may read its own settings from: nothing.
 
     Faust lets an environment variable override a setting given in code
-    (``APP_WEB_TABLES_ENABLED=1`` would put the table pages back), so the
-    variables of :data:`FAUST_PAGES_OFF` are left out of what it sees.
+    (``APP_WEB_TABLES_ENABLED=1`` would put the table pages back, and
+    ``WEB_PORT`` would beat ``CHURNWATCH_WEB_PORT``).  The worker has one
+    settings object, read from ``CHURNWATCH_*`` variables and checked at
+    start-up; a second, unchecked source beside it would make the effective
+    configuration differ from what ``churnwatch config`` shows.
     """
-    names = {faust.Settings.SETTINGS[name].env_name for name in FAUST_PAGES_OFF}
-    return {k: v for k, v in os.environ.items()
-            if not any(k == n or k.endswith("_" + n) for n in names if n)}
+    return {}
 
 
 def app_options(s: Settings) -> dict[str, Any]:
