@@ -6,7 +6,6 @@ nothing else; the ``kafka`` profile keeps Faust's defaults for a real cluster.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import faust
