@@ -283,7 +283,8 @@ FIELDS: dict[str, dict[str, tuple[bool, Check]]] = {
         "note": (False, _TEXT),
     },
 }
-_COMMON: dict[str, tuple[bool, Check]] = {
+#: The fields every input kind has: field -> (required, check).
+COMMON: dict[str, tuple[bool, Check]] = {
     "event_id": (True, _ID),
     "customer_id": (True, _ID),
     "ts": (True, _String(64)),
@@ -307,7 +308,7 @@ class _Kind:
 
 def _kind(kind: str) -> _Kind:
     spec = FIELDS[kind]
-    rules = {**_COMMON, **spec}
+    rules = {**COMMON, **spec}
     return _Kind(
         spec=spec,
         required=tuple((name, check.ok) for name, (required, check) in rules.items() if required),
@@ -530,13 +531,13 @@ def _first_problem(spec: dict[str, tuple[bool, Check]], data: dict[str, Any]) ->
     people read in dead letters) costs nothing on valid events.
     """
     for name, v in data.items():
-        rule = _COMMON.get(name) or spec.get(name)
+        rule = COMMON.get(name) or spec.get(name)
         if rule is None or (v is None and not rule[0]):
             continue
         problem = rule[1](name, v)
         if problem:
             return Rejected(problem, "bad_ts" if name == "ts" else "bad_field")
-    for table in (_COMMON, spec):
+    for table in (COMMON, spec):
         for name, (required, _) in table.items():
             if required and data.get(name) is None:
                 return Rejected(f"missing required field '{name}'", "missing_field")

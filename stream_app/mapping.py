@@ -67,12 +67,7 @@ _FALSE = frozenset({"0", "false", "no", "n", "f"})
 #: The fields every topic shares -> required.  Mirrors the common part of
 #: schemas/<kind>.json, as the decoder's own table does; kept here so that this
 #: module relies only on the decoder's public names (a test holds it to the schemas).
-COMMON_FIELDS: dict[str, bool] = {
-    "event_id": True,
-    "customer_id": True,
-    "ts": True,
-    "schema_version": False,
-}
+COMMON_FIELDS: dict[str, bool] = {name: required for name, (required, _) in COMMON.items()}
 #: Decimal marks: what ``decimal`` may be, with the word used in messages.
 DECIMAL_MARKS = {".": "decimal point", ",": "decimal comma"}
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 
 from stream_app import records
 from stream_app.alerting import assess
-from stream_app.decoding import _COMMON, TS_PATTERN, Decoded, Rejected, _String, decode
+from stream_app.decoding import COMMON, TS_PATTERN, Decoded, Rejected, _String, decode
 from stream_app.policy import Policy
 from stream_app.processing import dead_letter
 
@@ -141,7 +141,7 @@ def test_invalid_samples_fail_schema_and_decoder(kind: str, sample: dict[str, An
 
 
 def test_every_input_schema_states_the_decoders_event_time_contract() -> None:
-    ts_rule = _COMMON["ts"][1]
+    ts_rule = COMMON["ts"][1]
     assert isinstance(ts_rule, _String)
     for kind in INPUTS:
         ts = schema(kind)["properties"]["ts"]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from stream_app import decoding, records
 from stream_app.decoding import (
-    _COMMON,
+    COMMON,
     FIELDS,
     MAX_EVENT_BYTES,
     REASON_CODES,
@@ -170,7 +170,7 @@ def test_decoded_time_is_epoch_seconds_utc() -> None:
 # give exactly what the readable path gives.
 
 ENVELOPE = {"event_id": "e1", "customer_id": "c1", "ts": "2025-03-01T10:00:00+02:00"}
-RULES = [(name, check) for table in (_COMMON, *FIELDS.values())
+RULES = [(name, check) for table in (COMMON, *FIELDS.values())
          for name, (_, check) in table.items()]
 ENUMS = (records.DIRECTIONS + records.CONTACT_CHANNELS + records.CONTACT_OUTCOMES
          + records.CONTACT_PURPOSES + records.PURCHASE_CHANNELS
