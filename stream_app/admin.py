@@ -105,8 +105,9 @@ def roles(s: Settings) -> dict[str, str]:
     """Topic name -> what churnwatch uses it for."""
     return {s.topic_purchases: "input", s.topic_contacts: "input",
             s.topic_complaints: "input", s.topic_feedback: "input",
-            s.topic_alerts: "output", s.topic_dead_letters: "output",
-            s.clock_topic: "internal", s.state_changelog_topic: "internal (compacted)"}
+            s.topic_alerts: "output: alerts", s.topic_dead_letters: "output: dead letters",
+            s.clock_topic: "internal: idle clock",
+            s.state_changelog_topic: "internal: state changelog, created compacted"}
 
 
 @dataclass(frozen=True, slots=True)

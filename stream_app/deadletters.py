@@ -429,6 +429,14 @@ def run(args: argparse.Namespace, s: Settings, out: TextIO = sys.stdout) -> int:
         return fail(str(exc))
 
 
+def _plural(n: int, what: str) -> str:
+    return f"{n:,} {what}" + ("" if n == 1 else "s")
+
+
+def _events(n: int) -> str:
+    return _plural(n, "event")
+
+
 def _list(entries: list[Entry], as_json: bool, out: TextIO) -> None:
     if as_json:
         out.write(orjson.dumps([e.as_json() for e in entries], option=orjson.OPT_INDENT_2)
@@ -445,7 +453,7 @@ def _list(entries: list[Entry], as_json: bool, out: TextIO) -> None:
         out.write(f"{e.source:<{width}}  {reason_code(r):<{codes}}  key "
                   f"{r.get('key')!r}  {r.get('reason')}{size}\n")
     counts = Counter(reason_code(e.record) for e in entries)
-    out.write(f"{len(entries):,} dead letters: "
+    out.write(f"{_plural(len(entries), 'dead letter')}: "
               + ", ".join(f"{c} {n:,}" for c, n in counts.most_common()) + "\n")
 
 
@@ -453,7 +461,7 @@ def _export(s: Settings, entries: list[Entry], path: Path, out: TextIO) -> int:
     lines = [export_line(e, o) for e, o in zip(entries, originals(s, entries), strict=True)]
     path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
     gone = sum(1 for line in lines if "not_resendable" in line)
-    out.write(f"wrote {len(lines):,} dead letters to {path}"
+    out.write(f"wrote {_plural(len(lines), 'dead letter')} to {path}"
               + (f"; {gone:,} of them only in part (their originals are gone)" if gone else "")
               + f"; edit it, then: churnwatch dead-letters resend {path}\n")
     return 0
@@ -468,10 +476,10 @@ def _resend(s: Settings, events: list[Outgoing], dry_run: bool, out: TextIO,
     by_topic = Counter(e.topic for e in ready)
     summary = ", ".join(f"{t} {n:,}" for t, n in sorted(by_topic.items())) or "nothing"
     if dry_run:
-        out.write(f"dry run: would send {len(ready):,} events ({summary}); nothing was sent\n")
+        out.write(f"dry run: would send {_events(len(ready))} ({summary}); nothing was sent\n")
     elif ready:
         sent = send(s, ready)
-        out.write(f"sent {sum(sent.values()):,} events again ({summary}) to "
+        out.write(f"sent {_events(sum(sent.values()))} again ({summary}) to "
                   f"{s.broker_url}; any that still fail come back as new dead letters\n")
     if refused:
         return fail(f"{len(refused):,} could not be sent (above)")
