@@ -398,7 +398,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rs.add_argument("--dry-run", action="store_true", help="say what would be sent; send nothing")
 
 
-def run(args: argparse.Namespace, s: Settings, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, s: Settings, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     def fail(message: str, code: int = 1) -> int:
         print(f"churnwatch dead-letters: {message}", file=sys.stderr)
         return code
