@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from kafka.errors import KafkaError
 
-from .admin import AdminError
+from .admin import TOOL_TIMEOUT, AdminError
 from .policy import PolicyError, load_policy, policy_toml
 from .settings import ConfigError, env_name, from_env
 
@@ -37,6 +37,8 @@ examples:
   CHURNWATCH_BROKER_URL=kafka://k1:9092 churnwatch worker
   churnwatch explain C000123             why is this customer at risk?
   churnwatch policy check policy.toml
+  churnwatch config                      the settings in effect, and where each comes from
+  churnwatch dead-letters list           what the worker refused, and why
   churnwatch replay --purchases sales.csv --map customer_id=cust,ts=date,amount=spend
   churnwatch evaluate --dataset cdnow    would it have caught the customers we lost?
 """
@@ -100,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="churnwatch's topics partition by partition (leader, replicas, "
                       "in-sync replicas) and the settings the broker reports; creates nothing")
     tp.add_argument("--json", action="store_true", help="with --list/--describe: as JSON")
+    tp.add_argument("--wait", type=float, default=TOOL_TIMEOUT, metavar="SECONDS",
+                    help=f"how long to wait for the broker to answer ({TOOL_TIMEOUT:g}); "
+                    "more for a script that starts with the cluster")
 
     cfg = sub.add_parser("config", help="the effective settings and where each comes from",
                          description="Every CHURNWATCH_* setting in effect, its source "
@@ -225,16 +230,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
-    from .admin import TOOL_TIMEOUT, create_topics, list_topics
+    from .admin import create_topics, list_topics
 
+    if args.wait <= 0:
+        print("churnwatch topics: --wait must be a positive number of seconds", file=sys.stderr)
+        return 2
     if not (args.list or args.describe):
         if args.json:
             print("churnwatch topics: --json goes with --list or --describe", file=sys.stderr)
             return 2
-        created = create_topics(settings, timeout=TOOL_TIMEOUT)
+        created = create_topics(settings, timeout=args.wait)
         print("created: " + (", ".join(created) if created else "nothing (all exist)"))
         return 0
-    topics = list_topics(settings, describe=args.describe)
+    topics = list_topics(settings, args.wait, describe=args.describe)
     if args.describe:  # churnwatch's own; the rest of a shared cluster is not ours
         topics = [t for t in topics if t.role]
     if args.json:
