@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="churnwatch's topics partition by partition (leader, replicas, "
                       "in-sync replicas) and the settings the broker reports; creates nothing")
     tp.add_argument("--json", action="store_true", help="with --list/--describe: as JSON")
-    tp.add_argument("--wait", type=float, default=TOOL_TIMEOUT, metavar="SECONDS",
+    tp.add_argument("--wait", type=float, metavar="SECONDS",
                     help=f"how long to wait for the broker to answer ({TOOL_TIMEOUT:g}); "
                     "more for a script that starts with the cluster")
 
@@ -206,6 +206,9 @@ def _run(args: argparse.Namespace) -> int:
                 "2025-06-01T00:00:00Z or 2025-06-01T09:30:00+03:00")
             print(f"churnwatch: {why}", file=sys.stderr)
             return 2
+        from .admin import check_reachable
+
+        check_reachable(settings)  # the reader would wait 30 s for a broker that is down
         try:
             state = latest_state(settings, args.customer_id)
         except ValueError as exc:  # a state this release cannot read
@@ -230,19 +233,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
-    from .admin import create_topics, list_topics
+    from . import admin
 
-    if args.wait <= 0:
+    wait = admin.TOOL_TIMEOUT if args.wait is None else args.wait
+    if wait <= 0:
         print("churnwatch topics: --wait must be a positive number of seconds", file=sys.stderr)
         return 2
     if not (args.list or args.describe):
         if args.json:
             print("churnwatch topics: --json goes with --list or --describe", file=sys.stderr)
             return 2
-        created = create_topics(settings, timeout=args.wait)
+        created = admin.create_topics(settings, timeout=wait)
         print("created: " + (", ".join(created) if created else "nothing (all exist)"))
         return 0
-    topics = list_topics(settings, args.wait, describe=args.describe)
+    topics = admin.list_topics(settings, wait, describe=args.describe)
     if args.describe:  # churnwatch's own; the rest of a shared cluster is not ours
         topics = [t for t in topics if t.role]
     if args.json:
@@ -499,9 +503,9 @@ def _replay(args: argparse.Namespace, settings: Settings, loaded: Loaded,
         print("churnwatch replay: --speed must be positive (3600 = an hour a second)",
               file=sys.stderr)
         return 2
-    from .admin import create_topics
+    from .admin import TOOL_TIMEOUT, create_topics
 
-    create_topics(settings)
+    create_topics(settings, timeout=TOOL_TIMEOUT)
     sent = send(settings, events, len(events), progress, args.speed)
     progress.clear()
     print(f"sent {sent.events:,} events ({first} to {last}) to {settings.broker_url} in "

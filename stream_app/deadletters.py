@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
 #: The header a re-sent event carries: ``dead-letters:PARTITION:OFFSET``.
 RESENT_HEADER = "churnwatch-dead-letter"
-#: How long the tools wait for the broker (as ``churnwatch topics`` does).
-BOOTSTRAP_TIMEOUT = 5.0
 #: A poll that brings nothing for this long, once past the end offsets the
 #: broker reported, ends a read.  Both are needed: some Kafka-compatible
 #: brokers report end offsets short of the real end.
@@ -126,35 +124,40 @@ class Entry:
 
 
 def _options(s: Settings) -> dict[str, Any]:
-    """Every client of this module connects as the worker does, waiting a few seconds."""
+    """Every client of this module connects as the worker does, but waits for the
+    broker only as long as the other tools (``churnwatch topics``) do."""
+    from . import admin
     from .settings import kafka_client_options
 
-    return {**kafka_client_options(s), "bootstrap_timeout_ms": int(BOOTSTRAP_TIMEOUT * 1000)}
+    return {**kafka_client_options(s),
+            "bootstrap_timeout_ms": int(admin.TOOL_TIMEOUT * 1000)}
+
+
+def _unreachable(s: Settings) -> Exception:
+    from . import admin
+
+    return admin.unreachable(s, admin.TOOL_TIMEOUT)
 
 
 def _consumer(s: Settings) -> KafkaConsumer:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
-    from .admin import unreachable
-
     try:
         return KafkaConsumer(**_options(s), enable_auto_commit=False,
                              client_id=f"{s.app_id}-dead-letters")
     except KafkaError as exc:
-        raise unreachable(s, BOOTSTRAP_TIMEOUT) from exc
+        raise _unreachable(s) from exc
 
 
 def _producer(s: Settings) -> KafkaProducer:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    from .admin import unreachable
-
     try:
         return KafkaProducer(**_options(s), acks="all", client_id=f"{s.app_id}-dead-letters")
     except KafkaError as exc:
-        raise unreachable(s, BOOTSTRAP_TIMEOUT) from exc
+        raise _unreachable(s) from exc
 
 
 def _read_all(consumer: KafkaConsumer, topic: str) -> Iterator[Any]:
