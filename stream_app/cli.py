@@ -129,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     from .deadletters import add_parser as add_dead_letters
 
     add_dead_letters(sub)
+    comp = sub.add_parser("completion", help="print a bash completion script",
+                          description="Print tab completion for bash (and zsh after "
+                          "'autoload -U bashcompinit && bashcompinit') of every command, "
+                          "action and option.  Load it from your shell's start-up file: "
+                          "eval \"$(churnwatch completion bash)\"")
+    comp.add_argument("shell", choices=("bash",))
     _add_history_commands(sub)
     return p
 
@@ -166,6 +172,9 @@ def _run(args: argparse.Namespace) -> int:
         policy = load_policy(path)
         print(f"# {path}: OK. In effect (defaults filled in):")
         print(policy_toml(policy), end="")
+        return 0
+    if args.command == "completion":
+        print(completion_script(_parser()), end="")
         return 0
     settings = from_env()
     if args.command == "config":
@@ -230,6 +239,53 @@ def _run(args: argparse.Namespace) -> int:
 
         return run(args, settings)
     raise AssertionError(args.command)
+
+
+def completion_script(parser: argparse.ArgumentParser) -> str:
+    """Bash completion generated from the parser, so it cannot fall behind it.
+
+    argparse has none of its own, and the libraries that add it would be a
+    dependency for a few lines: at each word, the commands or actions of the
+    command typed so far, its options after a '-', file names otherwise.
+    """
+    table: dict[str, tuple[list[str], list[str]]] = {}
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        subs: list[str] = []
+        opts = [o for a in p._actions for o in a.option_strings if o.startswith("--")]
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, child in a.choices.items():
+                    subs.append(name)
+                    walk(child, f"{path} {name}")
+            elif not a.option_strings and a.choices:
+                subs.extend(str(c) for c in a.choices)
+        table[path] = (subs, opts)
+
+    walk(parser, "")
+    paths = "|".join(f'"{p}"' for p in table if p)
+    cases = "\n".join(f'    "{p}") subs="{" ".join(s)}"; opts="{" ".join(o)}" ;;'
+                      for p, (s, o) in table.items())
+    return f"""_churnwatch() {{
+  local cur="${{COMP_WORDS[COMP_CWORD]}}" path="" subs="" opts="" i
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    case "$path ${{COMP_WORDS[i]}}" in
+      {paths}) path="$path ${{COMP_WORDS[i]}}" ;;
+    esac
+  done
+  case "$path" in
+{cases}
+  esac
+  if [[ "$cur" == -* ]]; then
+    COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+  elif [[ -n "$subs" ]]; then
+    COMPREPLY=($(compgen -W "$subs" -- "$cur"))
+  else
+    COMPREPLY=($(compgen -f -- "$cur"))
+  fi
+}}
+complete -o filenames -F _churnwatch churnwatch
+"""
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:

@@ -196,3 +196,28 @@ def test_an_edited_export_is_read_line_by_line(tmp_path: Path) -> None:
     f.write_text('{"key": "C1", "value": "x"}\n')
     with pytest.raises(deadletters.DeadLetterError, match=r"fix.jsonl:1: expected an object"):
         deadletters.from_file(f)
+
+
+@pytest.mark.parametrize("line, offered", [
+    ("churnwatch de", ["demo", "dead-letters"]),
+    ("churnwatch dead-letters ", ["list", "export", "resend"]),
+    ("churnwatch dead-letters resend --d", ["--dry-run"]),
+    ("churnwatch --quiet topics --l", ["--list"]),  # words it does not know are skipped
+    ("churnwatch completion ", ["bash"]),
+    ("churnwatch policy check pol", ["policy.toml"]),  # a file name
+])
+def test_bash_completion_offers_what_the_parser_has(
+        line: str, offered: list[str], capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    import subprocess
+
+    assert main(["completion", "bash"]) == 0
+    script = tmp_path / "churnwatch.bash"
+    script.write_text(capsys.readouterr().out)
+    (tmp_path / "policy.toml").write_text("")
+    words = line.split() + ([""] if line.endswith(" ") else [])
+    got = subprocess.run(
+        ["bash", "-c", f'source {script}; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); '
+         '_churnwatch; printf "%s\\n" "${COMPREPLY[@]}"', "bash", *words],
+        capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert got.stdout.split() == offered
