@@ -123,12 +123,6 @@ class TopicInfo:
     configs: dict[str, str] | None = None
 
 
-def check_reachable(s: Settings, timeout: float | None = None) -> None:
-    """Fail within ``timeout`` (default :data:`TOOL_TIMEOUT`), saying what to do,
-    when no broker answers: for tools whose own clients would wait 30 s."""
-    admin_client(s, TOOL_TIMEOUT if timeout is None else timeout).close()
-
-
 def list_topics(s: Settings, timeout: float | None = None, describe: bool = False
                 ) -> list[TopicInfo]:
     """Every topic on the broker and every one churnwatch needs (missing: 0 partitions).
