@@ -19,7 +19,8 @@ from typing import Any
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from .settings import Settings, kafka_client_options
+from . import clients
+from .settings import Settings
 
 
 def topic_names(s: Settings) -> list[str]:
@@ -64,8 +65,8 @@ def admin_client(s: Settings, timeout: float = WORKER_TIMEOUT) -> KafkaAdminClie
     ``bootstrap_timeout_ms``; past it, no broker has answered.
     """
     try:
-        return KafkaAdminClient(**kafka_client_options(s), client_id=f"{s.app_id}-admin",
-                                bootstrap_timeout_ms=int(timeout * 1000))
+        return clients.admin(s, client_id=f"{s.app_id}-admin",
+                             bootstrap_timeout_ms=int(timeout * 1000))
     except KafkaError as exc:
         raise unreachable(s, timeout) from exc
 

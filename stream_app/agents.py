@@ -18,19 +18,18 @@ from functools import cache, partial
 from typing import Any, cast
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from faust.events import Event
 from faust.exceptions import ConsumerNotStarted
 from faust.streams import _current_event, current_event
 from faust.types import TP, EventT, Message
 from mode import BaseSignalT
 
-from . import metrics, topics
+from . import clients, metrics, topics
 from .app import app, policy, settings
 from .changelog import ChangelogWriter
 from .processing import Processor, Resumed
 from .records import ChurnAlert, DeadLetter
-from .settings import kafka_client_options
 from .tables import customer_to_state
 
 log = logging.getLogger("churnwatch")
@@ -97,8 +96,7 @@ async def _resume(partition: int, checkpoint: int) -> Resumed:
     # No group id: a second member-less client of the worker's own group
     # upsets some brokers.  Faust has just sought every assigned partition to
     # its committed offset; that is where the input resumes.
-    consumer = AIOKafkaConsumer(**kafka_client_options(settings), enable_auto_commit=False,
-                                group_id=None)
+    consumer = clients.aio_consumer(settings, enable_auto_commit=False, group_id=None)
     committed: dict[TP, int] = getattr(app.consumer, "_committed_offset", {})
     ids: set[str] = set()
     position = checkpoint

@@ -354,7 +354,9 @@ def _show_config(settings: Settings, as_json: bool) -> int:
 # -- replay and evaluate: historical data through the pipeline -------------
 
 HISTORY_INPUTS = """\
-inputs: CSV (comma, tab, semicolon or pipe; detected from the header line),
+inputs: CSV (comma, tab, semicolon or pipe; detected from the header and the
+first rows, or --delimiter), with amounts in a decimal point or comma (detected
+per file, or --decimal; an amount that could be either is refused),
 whitespace-separated text, or JSON Lines (.jsonl/.ndjson/.json), one or more
 files per topic; text files start with a header line naming the columns.
 Columns or JSON keys named like our schema fields (schemas/*.json) need no
@@ -392,7 +394,11 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tz", default="UTC",
                    help="zone of times without an offset: UTC, +02:00 or a zone name (UTC)")
     g.add_argument("--delimiter", choices=("comma", "tab", "semicolon", "pipe", "whitespace"),
-                   help="column separator of text files (detected from the header)")
+                   help="column separator of text files (detected from the header and "
+                   "the first rows)")
+    g.add_argument("--decimal", metavar="MARK",
+                   help="decimal mark of amounts in text files: , (12,50) or . (12.50); "
+                   "default detected per file, ambiguous amounts refused")
     g.add_argument("--sample", type=float, metavar="FRACTION",
                    help="keep this share of customers (chosen by a hash of the id: the "
                    "same customers every run), e.g. 0.1")
@@ -490,13 +496,15 @@ def _run_history(args: argparse.Namespace, settings: Settings) -> int:
         else:
             ds = datasets.Dataset("files", [mapping.Source(k, Path(f)) for k, f in files])
         m = ds.mapping
-        if args.map or args.set or args.date_format or args.delimiter or args.tz != "UTC":
+        if (args.map or args.set or args.date_format or args.delimiter or args.decimal
+                or args.tz != "UTC"):
             m = mapping.Mapping(
                 columns={**m.columns, **mapping.parse_pairs(args.map, "--map")},
                 constants={**m.constants, **mapping.parse_pairs(args.set, "--set")},
                 date_format=args.date_format or m.date_format,
                 tz=mapping.parse_tz(args.tz) if args.tz != "UTC" else m.tz,
-                delimiter=args.delimiter or m.delimiter)
+                delimiter=args.delimiter or m.delimiter,
+                decimal=mapping.parse_decimal(args.decimal) or m.decimal)
         keep = None
         if args.sample is not None:
             if not 0 < args.sample <= 1:

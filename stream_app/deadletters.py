@@ -123,14 +123,11 @@ class Entry:
                 "dead_letter": {"partition": self.partition, "offset": self.offset}}
 
 
-def _options(s: Settings) -> dict[str, Any]:
-    """Every client of this module connects as the worker does, but waits for the
-    broker only as long as the other tools (``churnwatch topics``) do."""
+def _options() -> dict[str, Any]:
+    """Wait for the broker only as long as the other tools (``churnwatch topics``) do."""
     from . import admin
-    from .settings import kafka_client_options
 
-    return {**kafka_client_options(s),
-            "bootstrap_timeout_ms": int(admin.TOOL_TIMEOUT * 1000)}
+    return {"bootstrap_timeout_ms": int(admin.TOOL_TIMEOUT * 1000)}
 
 
 def _unreachable(s: Settings) -> Exception:
@@ -140,22 +137,25 @@ def _unreachable(s: Settings) -> Exception:
 
 
 def _consumer(s: Settings) -> KafkaConsumer:
-    from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
+    from . import clients
+
     try:
-        return KafkaConsumer(**_options(s), enable_auto_commit=False,
-                             client_id=f"{s.app_id}-dead-letters")
+        return clients.consumer(s, **_options(), enable_auto_commit=False,
+                                client_id=f"{s.app_id}-dead-letters")
     except KafkaError as exc:
         raise _unreachable(s) from exc
 
 
 def _producer(s: Settings) -> KafkaProducer:
-    from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    from . import clients
+
     try:
-        return KafkaProducer(**_options(s), acks="all", client_id=f"{s.app_id}-dead-letters")
+        return clients.producer(s, **_options(), acks="all",
+                                client_id=f"{s.app_id}-dead-letters")
     except KafkaError as exc:
         raise _unreachable(s) from exc
 

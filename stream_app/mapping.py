@@ -50,7 +50,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from .decoding import FIELDS, Decoded, decode
+from .decoding import COMMON, FIELDS, Decoded, decode
 
 #: The topics a replay can feed (feedback is an operational topic, not history).
 KINDS = ("purchases", "contacts", "complaints")
@@ -64,9 +64,8 @@ _TRUE = frozenset({"1", "true", "yes", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "n", "f"})
 
 
-#: The fields every topic shares -> required.  Mirrors the common part of
-#: schemas/<kind>.json, as the decoder's own table does; kept here so that this
-#: module relies only on the decoder's public names (a test holds it to the schemas).
+#: The fields every topic shares -> required (the decoder's table; a test
+#: holds it to the schemas).
 COMMON_FIELDS: dict[str, bool] = {name: required for name, (required, _) in COMMON.items()}
 #: Decimal marks: what ``decimal`` may be, with the word used in messages.
 DECIMAL_MARKS = {".": "decimal point", ",": "decimal comma"}

@@ -124,7 +124,7 @@ def test_explain_at_names_the_expected_format(env: pytest.MonkeyPatch,
 
 @pytest.mark.parametrize("command", [
     ["topics"], ["topics", "--list"], ["dead-letters", "list"],
-    ["dead-letters", "resend", "--reason", "not_json"],
+    ["dead-letters", "resend", "--reason", "not_json"], ["explain", "C000001"],
 ])
 def test_no_broker_gets_one_line_saying_what_to_do(
         command: list[str], env: pytest.MonkeyPatch,

@@ -38,3 +38,15 @@ def test_dry_run_reports_without_a_broker(tmp_path: Path, capsys: pytest.Capture
     assert "sorted in memory" in out.err
     assert main(["replay", "--purchases", str(path), "--dry-run"]) == 2
     assert "--map customer_id=COLUMN" in capsys.readouterr().err
+
+
+def test_decimal_mark_given_on_the_command_line(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """``1,234`` alone could be either; ``--decimal ,`` says which."""
+    path = tmp_path / "p.csv"
+    path.write_text("customer_id;ts;amount\nc1;2025-01-01T00:00:00Z;1,234\n", encoding="utf-8")
+    assert main(["replay", "--purchases", str(path), "--dry-run"]) == 1
+    assert "ambiguous" in capsys.readouterr().err
+    assert main(["replay", "--purchases", str(path), "--decimal", ",", "--dry-run"]) == 0
+    said = capsys.readouterr()
+    assert "1 accepted, 0 rejected" in said.out + said.err
