@@ -19,10 +19,9 @@ the reason text.
 
 Re-sent events are processed like any other: those that still fail come back
 as new dead letters.  Each carries a ``churnwatch-dead-letter`` header naming
-the dead letter it came from.  Nothing stops a second resend of the same
-ones: the worker recognises redelivery by offset, not event id, so a fixed
-event sent twice is applied twice (finding earlier resends would mean
-reading the whole input topics).
+the dead letter it came from.  A second resend of the same ones is dropped
+by the worker as long as the customer's state still remembers the event's
+id (its latest ``[history].event_ids_kept`` events).
 """
 
 from __future__ import annotations
@@ -400,8 +399,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                             description="With FILE: send each line's value with its key to "
                             "its topic (an edited export).  With --reason and/or --topic: "
                             "send the matching dead letters' original events as they were, "
-                            "checked by their sha256.  Send each once: a second copy of an "
-                            "event is applied again.")
+                            "checked by their sha256.  A second copy of an event is dropped "
+                            "while the customer's state remembers its id (the latest 32 "
+                            "events).")
     rs.add_argument("file", metavar="FILE", nargs="?", help="an (edited) export")
     filters(rs)
     rs.add_argument("--dry-run", action="store_true", help="say what would be sent; send nothing")
