@@ -74,6 +74,7 @@ def test_health_ready_lookup_alerts_and_metrics(cluster: Cluster) -> None:
                  "churnwatch_event_time_to_alert_seconds_bucket",
                  # lag appears with the first tick after the partition's first event
                  "churnwatch_consumer_lag_messages{partition=",
+                 "churnwatch_consumer_commit_lag_messages{partition=",
                  "churnwatch_faust_messages_received_per_topic_total{",
                  "churnwatch_faust_table_operations_total{"):
         assert name in text, name
