@@ -57,7 +57,7 @@ __all__ = [
 
 #: Relative precision at which the hypergeometric series stops.  The tail
 #: left off is bounded by a geometric series, so this is a real bound.
-_SERIES_TOL = 1e-12
+_SERIES_TOL = 1e-11
 #: The series converges at least as fast as ``z**n``; with ``z`` near 1 (a
 #: population with ``alpha`` and ``beta`` far apart and a young customer) it
 #: could take long, so it is capped and the geometric bound of the tail is
@@ -103,21 +103,58 @@ DEFAULT = ParetoNBD(r=0.5, alpha=30.0, s=0.5, beta=182.5)
 
 
 def _series(b: float, c: float, z: float) -> float:
-    """2F1(1, b; c; z) for 0 <= z < 1 and 0 < b < c: sum of prod (b+k)/(c+k) z."""
+    """2F1(1, b; c; z) by its power series: terms positive, ratio below ``z``."""
+    total = term = 1.0
+    bound = _SERIES_TOL * (1.0 - z) / z  # the tail after a term is below term * z / (1 - z)
+    for _ in range(_SERIES_MAX_TERMS):
+        term *= b / c * z
+        total += term
+        if term < bound * total:
+            break
+        b += 1.0
+        c += 1.0
+    return total
+
+
+def _fraction(b: float, c: float, z: float) -> float:
+    """2F1(1, b; c; z) by Gauss's continued fraction (modified Lentz).
+
+    Near ``z = 1`` the series needs hundreds of terms (the ratio tends to
+    ``z``); the fraction gains a factor of about
+    ``((1 - sqrt(1-z)) / (1 + sqrt(1-z)))**2`` per step: 0.18 at z = 0.84.
+    """
+    f = 1.0
+    cc = 1.0
+    d = 0.0
+    m = 0.0
+    bc = b - c
+    for _ in range(_SERIES_MAX_TERMS):
+        c2 = c + 2.0 * m
+        # odd coefficient: -(c+m-1)(b+m) / ((c+2m-1)(c+2m))
+        a = -(c + m - 1.0) * (b + m) / ((c2 - 1.0) * c2) * z
+        d = 1.0 / (1.0 + a * d)
+        cc = 1.0 + a / cc
+        f *= cc * d
+        m += 1.0
+        # even coefficient: m (b-c-m+1) / ((c+2m-2)(c+2m-1))
+        a = m * (bc - m + 1.0) / (c2 * (c2 + 1.0)) * z
+        d = 1.0 / (1.0 + a * d)
+        cc = 1.0 + a / cc
+        delta = cc * d
+        f *= delta
+        if abs(delta - 1.0) < _SERIES_TOL:
+            break
+    return 1.0 / f
+
+
+def _hyp(b: float, c: float, z: float) -> float:
+    """2F1(1, b; c; z) for 0 <= z < 1 and 0 < b < c, by whichever converges faster here."""
     if z <= 0.0:
         return 1.0
-    total = 1.0
-    term = 1.0
-    n = 0.0
-    bound = z / (1.0 - z)
-    limit = _SERIES_TOL
-    while n < _SERIES_MAX_TERMS:
-        term *= (b + n) / (c + n) * z
-        total += term
-        if term * bound < limit * total:
-            return total
-        n += 1.0
-    return total + term * bound
+    # The series' term ratio after a few terms is about z (b+8)/(c+8).
+    if z * (b + 8.0) < 0.45 * (c + 8.0):
+        return _series(b, c, z)
+    return _fraction(b, c, z)
 
 
 def _k(p: ParetoNBD, rx: float, t: float) -> float:
@@ -126,9 +163,9 @@ def _k(p: ParetoNBD, rx: float, t: float) -> float:
     beta = p.beta
     c = rx + p.s + 1.0
     if alpha >= beta:
-        return _series(rx, c, (alpha - beta) / (alpha + t))
+        return _hyp(rx, c, (alpha - beta) / (alpha + t))
     w = (beta - alpha) / (beta + t)
-    return (1.0 - w) * _series(p.s + 1.0, c, w)
+    return (1.0 - w) * _hyp(p.s + 1.0, c, w)
 
 
 def _log_a(p: ParetoNBD, rx: float, t: float) -> float:
@@ -169,16 +206,27 @@ def p_no_purchase(p: ParetoNBD, x: float, t_x: float, T: float, horizon: float) 
     Dead customers buy nothing; a living one buys nothing if it dies first
     or its Poisson clock does not tick.  Equivalently: the likelihood of the
     same history observed up to ``T + horizon`` over its likelihood up to
-    ``T``, which is how it is computed.
+    ``T``, which is how it is computed (written out: it runs on every event).
     """
     _check(x, t_x, T)
     if horizon <= 0.0:
         return 1.0
+    alpha = p.alpha
+    beta = p.beta
+    s = p.s
     rx = p.r + x
-    a_T, ck_tx, ck_T = _terms(p, rx, t_x, T)
+    c = s / (rx + s)
+    ck_tx = c * _k(p, rx, t_x)
+    la, lb = math.log(alpha + t_x), math.log(beta + t_x)
     end = T + horizon
-    a_end = math.exp(_log_a(p, rx, end) - _log_a(p, rx, t_x))
-    ck_end = p.s / (rx + p.s) * _k(p, rx, end)
+    a_end = math.exp(rx * (la - math.log(alpha + end)) + s * (lb - math.log(beta + end)))
+    ck_end = c * _k(p, rx, end)
+    if T > t_x:
+        a_T = math.exp(rx * (la - math.log(alpha + T)) + s * (lb - math.log(beta + T)))
+        ck_T = c * _k(p, rx, T)
+    else:
+        a_T = 1.0
+        ck_T = ck_tx
     value = (a_end * (1.0 - ck_end) + ck_tx) / (a_T * (1.0 - ck_T) + ck_tx)
     return 1.0 if value > 1.0 else value
 
