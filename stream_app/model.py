@@ -97,8 +97,9 @@ class ParetoNBD:
 #: Used until a partition has enough customers to fit.  Chosen a priori, not
 #: fitted to any data set: a living customer buys on average once every 60
 #: days (``r / alpha``) and drops out at a mean rate of once a year
-#: (``s / beta`` = 1/365 per day), with shape 0.5 for both, the middle of the range the customer-base literature
-#: reports for retail (0.2-1.5), i.e. customers differ a lot.
+#: (``s / beta`` = 1/365 per day), with shape 0.5 for both, the middle of
+#: the range the customer-base literature reports for retail (0.2-1.5):
+#: customers differ a lot.
 DEFAULT = ParetoNBD(r=0.5, alpha=30.0, s=0.5, beta=182.5)
 
 
@@ -186,9 +187,9 @@ def _terms(p: ParetoNBD, rx: float, t_x: float, T: float) -> tuple[float, float,
     """
     c = p.s / (rx + p.s)
     la_tx = _log_a(p, rx, t_x)
-    a_T = math.exp(_log_a(p, rx, T) - la_tx) if T > t_x else 1.0
+    a_T = math.exp(_log_a(p, rx, T) - la_tx) if t_x < T else 1.0
     ck_tx = c * _k(p, rx, t_x)
-    ck_T = c * _k(p, rx, T) if T > t_x else ck_tx
+    ck_T = c * _k(p, rx, T) if t_x < T else ck_tx
     return a_T, ck_tx, ck_T
 
 
@@ -221,7 +222,7 @@ def p_no_purchase(p: ParetoNBD, x: float, t_x: float, T: float, horizon: float) 
     end = T + horizon
     a_end = math.exp(rx * (la - math.log(alpha + end)) + s * (lb - math.log(beta + end)))
     ck_end = c * _k(p, rx, end)
-    if T > t_x:
+    if t_x < T:
         a_T = math.exp(rx * (la - math.log(alpha + T)) + s * (lb - math.log(beta + T)))
         ck_T = c * _k(p, rx, T)
     else:
