@@ -129,9 +129,9 @@ class Lost:
     def describe(self) -> str:
         where = f"{self.topic}[{self.partition}]"
         if self.highwater is None:
-            return f"{where} is gone (this worker had read {self.known:,} messages of it)"
-        return (f"{where} ends at offset {self.highwater:,}, but this worker had read "
-                f"{self.known:,} messages of it")
+            return f"{where} is gone, where this worker had seen {self.known:,} messages"
+        return f"{where} now ends at offset {self.highwater:,}, where this worker had seen " \
+               f"{self.known:,} messages"
 
 
 def _consumer(s: Settings, **options: Any) -> AIOKafkaConsumer:
@@ -186,20 +186,17 @@ async def find_lost(s: Settings, known: Mapping[tuple[str, int], int],
 
 def lost_data_message(s: Settings, lost: list[Lost], *, store_ahead: bool) -> str:
     """The one line that says the broker lost data, and what to do about it."""
-    first = lost[0].describe() + (f" (and {len(lost) - 1} more partitions)"
+    first = lost[0].describe() + (f"; {len(lost) - 1} more partitions likewise"
                                   if len(lost) > 1 else "")
-    if store_ahead:
-        what = (f"this worker's local store in {env_name('data_dir')}={s.data_dir} is ahead "
-                "of the broker's changelog")
-    else:
-        what = "the broker lost data this worker had processed"
-    todo = ("stop every worker, delete each one's data directory "
-            f"({env_name('data_dir')}) and start them again: they rebuild their state from "
-            "what the broker holds" if s.store == "rocksdb://" else
+    what = ("this worker's local store is ahead of the broker's changelog" if store_ahead
+            else "the broker lost data this worker had processed")
+    todo = (f"stop every worker, delete each one's data directory (here "
+            f"{env_name('data_dir')}={s.data_dir}) and start them again: they rebuild their "
+            "state from what the broker holds" if s.store == "rocksdb://" else
             "restart the worker: it rebuilds its state from what the broker holds")
-    return (f"{what} ({first}): the broker was restarted empty, replaced, or its topics "
-            f"were recreated, so the state and the broker no longer describe the same "
-            f"history. To start over from what the broker holds, {todo}.")
+    return (f"{what} ({first}): the broker was restarted empty or replaced, or its topics "
+            f"were recreated, so this worker's state and the broker no longer describe the "
+            f"same history. To start over from what the broker holds, {todo}.")
 
 
 def stop_worker(message: str, **fields: Any) -> NoReturn:

@@ -68,7 +68,7 @@ class RepeatFilter(logging.Filter):
         # One verdict per record, however many handlers share this filter.
         verdict: bool | None = getattr(record, "_repeat_verdict", None)
         if verdict is None:
-            verdict = record._repeat_verdict = self._verdict(record)  # type: ignore[attr-defined]
+            verdict = record._repeat_verdict = self._verdict(record)
         return verdict
 
     def _verdict(self, record: logging.LogRecord) -> bool:
