@@ -34,6 +34,7 @@ ListOffsets, which some Kafka-compatible brokers answer wrongly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -155,15 +156,14 @@ async def find_lost(s: Settings, known: Mapping[tuple[str, int], int],
     one that does not either returns nothing (with the mark) or answers out
     of range, and the consumer then fetches from the end.  A partition whose
     end cannot be learnt in ``timeout`` is not reported.  Raises
-    :class:`KafkaError` when no broker answers.
+    :class:`KafkaError` (or :class:`TimeoutError`) when no broker answers,
+    even with nothing to compare: it is also the start-up reachability check.
     """
     wanted = {key: n for key, n in known.items() if n > 0}
-    if not wanted:
-        return []
     consumer = _consumer(s, auto_offset_reset="latest", fetch_max_wait_ms=100,
                          max_partition_fetch_bytes=64 * 1024)
-    await consumer.start()
     try:
+        await asyncio.wait_for(consumer.start(), PROBE_TIMEOUT)
         topics = await asyncio.wait_for(consumer.topics(), PROBE_TIMEOUT)
         lost = [Lost(t, p, n, None) for (t, p), n in sorted(wanted.items()) if t not in topics]
         present = {TopicPartition(t, p): n for (t, p), n in wanted.items() if t in topics}
@@ -181,7 +181,8 @@ async def find_lost(s: Settings, known: Mapping[tuple[str, int], int],
                     lost.append(Lost(tp.topic, tp.partition, n, highwater))
         return lost
     finally:
-        await consumer.stop()
+        with contextlib.suppress(Exception):
+            await consumer.stop()
 
 
 def lost_data_message(s: Settings, lost: list[Lost], *, store_ahead: bool) -> str:
@@ -222,7 +223,10 @@ def stored_offsets(tabledir: Path, partitions: Iterable[int]) -> dict[int, int]:
         path = tabledir / f"{STATE_TABLE}-{partition}.db"
         if not (path / "CURRENT").is_file():
             continue
-        db = Rdict(str(path), access_type=AccessType.read_only())
+        try:
+            db = Rdict(str(path), access_type=AccessType.read_only())
+        except Exception:  # rocksdict raises plain Exception
+            continue  # unreadable: Faust's own open of it says why
         try:
             raw = db.get(_OFFSET_KEY)
         finally:
@@ -258,11 +262,16 @@ def preflight(s: Settings, tabledir: Path) -> None:
     one it had already applied.  Runs on its own event loop, leaving the
     thread's current loop to Faust.
     """
+    # The client library logs each failed attempt; the outcome is one line here.
+    library = logging.getLogger("aiokafka")
+    level = library.level
+    library.setLevel(logging.CRITICAL)
     loop = asyncio.new_event_loop()
     try:
         problem = loop.run_until_complete(_preflight(s, tabledir))
     finally:
         loop.close()
+        library.setLevel(level)
     if problem is not None:
         stop_worker(problem)
 
@@ -285,6 +294,7 @@ class Watch:
         self.known: dict[tuple[str, int], int] = {}
         self.reach = Reachability(timeout=s.broker_timeout_seconds)
         self.checked = time.monotonic()
+        self.probe: AIOKafkaConsumer | None = None
 
     def remember(self) -> None:
         for key, n in self.known_now().items():
@@ -294,23 +304,30 @@ class Watch:
     async def run(self, stopping: Callable[[], bool]) -> None:
         global WATCH
         WATCH = self.reach
-        probe = _consumer(self.settings)
-        started = False
         try:
             while not stopping():
-                started = await self.step(probe, started)
+                await self.step()
                 await asyncio.sleep(PROBE_SECONDS)
         finally:
-            if started:
+            await self._drop_probe()
+
+    async def _drop_probe(self) -> None:
+        probe, self.probe = self.probe, None
+        if probe is not None:
+            with contextlib.suppress(Exception):
                 await probe.stop()
 
-    async def step(self, probe: AIOKafkaConsumer, started: bool) -> bool:
-        """One probe; returns whether the probe client is started."""
+    async def step(self) -> None:
+        """One probe, and what follows from it."""
         try:
-            if not started:
-                await asyncio.wait_for(probe.start(), PROBE_TIMEOUT)
-                started = True
-            await asyncio.wait_for(probe.topics(), PROBE_TIMEOUT)
+            if self.probe is None:
+                self.probe = _consumer(self.settings)
+                try:
+                    await asyncio.wait_for(self.probe.start(), PROBE_TIMEOUT)
+                except BaseException:
+                    await self._drop_probe()  # a failed start is not retried in place
+                    raise
+            await asyncio.wait_for(self.probe.topics(), PROBE_TIMEOUT)
         except (TimeoutError, KafkaError, OSError) as exc:
             now = time.monotonic()
             if self.reach.down_since is None:
@@ -320,7 +337,7 @@ class Watch:
             if self.reach.expired(now):
                 stop_worker(timeout_message(self.settings, self.reach, now),
                             broker=self.settings.broker_url)
-            return started
+            return
         now = time.monotonic()
         was_down = self.reach.ok(now)
         if was_down is not None:
@@ -332,9 +349,8 @@ class Watch:
             try:
                 lost = await find_lost(self.settings, self.known)
             except (TimeoutError, KafkaError, OSError):
-                return started  # the next probe says whether the broker went away
+                return  # the next probe says whether the broker went away
             if lost:
                 stop_worker(lost_data_message(self.settings, lost, store_ahead=False),
                             partitions=[f"{x.topic}[{x.partition}]" for x in lost])
-        return started
 
