@@ -129,3 +129,18 @@ def test_a_broker_back_empty_stops_the_worker_and_its_store_is_refused(tmp_path:
             assert ready(s)[0] == 200
     finally:
         broker.stop()
+
+
+def test_a_worker_with_no_broker_says_so_and_exits(tmp_path: Path) -> None:
+    nowhere = free_port()  # nothing listens there
+    s = Settings().with_overrides(
+        broker_url=f"kafka://127.0.0.1:{nowhere}", broker_profile="local", store="memory://",
+        data_dir=str(tmp_path / "state"), web_port=free_port(), broker_timeout_seconds=5)
+    log = tmp_path / "worker.log"
+    with running_worker(s, log) as worker:
+        assert worker.wait(timeout=120) == 1
+    lines = critical_lines(log)
+    assert len(lines) == 1 and str(lines[0]["msg"]).startswith(
+        f"no broker reachable at {s.broker_url} for "), lines
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text and len(text.splitlines()) <= 3, text[-2000:]
