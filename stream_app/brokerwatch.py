@@ -151,13 +151,16 @@ async def find_lost(s: Settings, known: Mapping[tuple[str, int], int],
                     timeout: float = CHECK_TIMEOUT) -> list[Lost]:
     """The partitions of ``known`` (topic, partition -> messages once held) that hold fewer now.
 
-    Reads each partition's end from a fetch at the last offset known: a
-    broker that still has it returns that message and its high-water mark;
-    one that does not either returns nothing (with the mark) or answers out
-    of range, and the consumer then fetches from the end.  A partition whose
-    end cannot be learnt in ``timeout`` is not reported.  Raises
-    :class:`KafkaError` (or :class:`TimeoutError`) when no broker answers,
-    even with nothing to compare: it is also the start-up reachability check.
+    Asks for the partitions' end offsets first (one request per broker),
+    and confirms each one that seems to hold fewer by a fetch at its last
+    known offset: a broker that still has it returns it with the high-water
+    mark; one that does not returns nothing (with the mark) or answers out
+    of range, and the consumer then fetches from the end.  The fetch
+    decides, because some Kafka-compatible brokers answer end offsets
+    wrongly.  A partition whose end cannot be learnt in ``timeout`` is not
+    reported.  Raises :class:`KafkaError` (or :class:`TimeoutError`) when no
+    broker answers, even with nothing to compare: it is also the start-up
+    reachability check.
     """
     wanted = {key: n for key, n in known.items() if n > 0}
     consumer = _consumer(s, auto_offset_reset="latest", fetch_max_wait_ms=100,
@@ -167,15 +170,24 @@ async def find_lost(s: Settings, known: Mapping[tuple[str, int], int],
         topics = await asyncio.wait_for(consumer.topics(), PROBE_TIMEOUT)
         lost = [Lost(t, p, n, None) for (t, p), n in sorted(wanted.items()) if t not in topics]
         present = {TopicPartition(t, p): n for (t, p), n in wanted.items() if t in topics}
-        if present:
-            consumer.assign(list(present))
-            for tp, n in present.items():
+        try:
+            ends = await asyncio.wait_for(consumer.end_offsets(list(present)), timeout)
+        except (TimeoutError, KafkaError):
+            ends = {}
+        suspects = {tp: n for tp, n in present.items() if ends.get(tp, -1) < n}
+        if suspects:
+            consumer.assign(list(suspects))
+            for tp, n in suspects.items():
                 consumer.seek(tp, n - 1)
             deadline = time.monotonic() + timeout
-            while (time.monotonic() < deadline
-                   and any(consumer.highwater(tp) is None for tp in present)):
-                await consumer.getmany(timeout_ms=200)
-            for tp, n in sorted(present.items()):
+            waiting = set(suspects)
+            while waiting and time.monotonic() < deadline:
+                with contextlib.suppress(KafkaError):  # e.g. a record over 64 KiB
+                    await consumer.getmany(*waiting, timeout_ms=200)
+                known_now = {tp for tp in waiting if consumer.highwater(tp) is not None}
+                consumer.pause(*known_now)
+                waiting -= known_now
+            for tp, n in sorted(suspects.items()):
                 highwater = consumer.highwater(tp)
                 if highwater is not None and highwater < n:
                     lost.append(Lost(tp.topic, tp.partition, n, highwater))
