@@ -367,6 +367,13 @@ class Cells:
         return cells
 
 
+#: The prior's weight in the fit, in customers (see ``fit``).
+PRIOR_WEIGHT = 1.0
+#: Parameter values the fit never leaves (days): beyond them the model says
+#: nothing a population could mean.
+_BOX = (1e-4, 1e6)
+
+
 def _nelder_mead(f: Any, x0: list[float], step: float, xtol: float,
                  max_evals: int) -> list[float]:
     """Minimise ``f`` from ``x0`` (standard Nelder-Mead; no scipy in the worker).
@@ -461,13 +468,22 @@ def _newton(f: Any, x0: list[float], np: Any, h: float = 1e-4,
     return [float(v) for v in x]
 
 
-def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None) -> ParetoNBD:
+def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None, *,
+        prior_weight: float = PRIOR_WEIGHT) -> ParetoNBD:
     """Maximum-likelihood population parameters for the customers in ``cells`` at ``now_days``.
 
-    Searches in log-parameters (all four are positive scales or shapes) with
-    Nelder-Mead from ``start`` (the previous fit: a warm start converges in a
-    fraction of the evaluations) or ``DEFAULT``.  Uses numpy, vectorised over
-    cells; runs about weekly, never per event.
+    Searches in log-parameters (all four are positive scales or shapes):
+    from ``start`` (the previous fit) Newton's method alone converges in a
+    few steps; from ``DEFAULT`` Nelder-Mead climbs first.  Uses numpy,
+    vectorised over cells; runs about weekly, never per event.
+
+    The likelihood is regularised by a weak prior, worth ``prior_weight``
+    customers (0: plain maximum likelihood), centred on ``DEFAULT``
+    (log-normal, a factor of 10 at one standard deviation).  With tens of
+    thousands of customers it moves the parameters by well under 1%; with a
+    few, or a degenerate partition (only one-time buyers, whose likelihood
+    keeps rising towards r -> 0), it keeps the maximum finite and near the
+    defaults instead of at a boundary where the per-event series would crawl.
     """
     import numpy as np
 
@@ -484,6 +500,9 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None) -> Pareto
     t_x = last - first
     total = float(n.sum())
     x_values, x_index = np.unique(x, return_inverse=True)
+    centre = [math.log(DEFAULT.r), math.log(DEFAULT.alpha), math.log(DEFAULT.s),
+              math.log(DEFAULT.beta)]
+    prior = prior_weight / total / (2.0 * math.log(10.0) ** 2)
 
     def series(b: Any, c: Any, z: Any) -> Any:
         out = np.ones_like(z)
@@ -503,7 +522,7 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None) -> Pareto
 
     def neg_ll(theta: list[float]) -> float:
         r, alpha, s, beta = (math.exp(v) for v in theta)
-        if not all(1e-6 < v < 1e7 for v in (r, alpha, s, beta)):
+        if not all(_BOX[0] < v < _BOX[1] for v in (r, alpha, s, beta)):
             return math.inf
         rx = r + x
         c = rx + s + 1.0
@@ -526,6 +545,7 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None) -> Pareto
         ll = (lg - math.lgamma(r) + r * math.log(alpha) + s * math.log(beta) + la_tx
               + np.log(a_T * (1.0 - ck_T) + ck_tx))
         value = -float((ll * n).sum()) / total
+        value += prior * sum((a - b) ** 2 for a, b in zip(theta, centre, strict=True))
         return value if math.isfinite(value) else math.inf
 
     p0 = start or DEFAULT
