@@ -57,7 +57,7 @@ __all__ = [
 
 #: Relative precision at which the hypergeometric series stops.  The tail
 #: left off is bounded by a geometric series, so this is a real bound.
-_SERIES_TOL = 1e-11
+_SERIES_TOL = 1e-10
 #: The series converges at least as fast as ``z**n``; with ``z`` near 1 (a
 #: population with ``alpha`` and ``beta`` far apart and a young customer) it
 #: could take long, so it is capped and the geometric bound of the tail is
@@ -158,8 +158,27 @@ def _hyp(b: float, c: float, z: float) -> float:
     return _fraction(b, c, z)
 
 
+#: ``_k`` at the first purchase (t = 0) depends on the parameters and x
+#: only; it is the slowest to sum (the largest argument) and every one-time
+#: buyer needs it, so it is remembered.  Bounded: cleared when full.
+_K_AT_ZERO: dict[tuple[ParetoNBD, float], float] = {}
+_K_AT_ZERO_KEPT = 4096
+
+
 def _k(p: ParetoNBD, rx: float, t: float) -> float:
     """``(r+s+x) I(t) / A(t)``: the tail integral relative to ``A``, in [0, 1]."""
+    if t == 0.0:
+        key = (p, rx)
+        value = _K_AT_ZERO.get(key)
+        if value is None:
+            if len(_K_AT_ZERO) >= _K_AT_ZERO_KEPT:
+                _K_AT_ZERO.clear()
+            value = _K_AT_ZERO[key] = _k_sum(p, rx, 0.0)
+        return value
+    return _k_sum(p, rx, t)
+
+
+def _k_sum(p: ParetoNBD, rx: float, t: float) -> float:
     alpha = p.alpha
     beta = p.beta
     c = rx + p.s + 1.0
