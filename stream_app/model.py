@@ -300,9 +300,13 @@ class Cells:
     This is everything the population fit needs, and it stays valid as time
     passes: ``T`` is ``now - first``, computed at fit time, so the histogram
     changes only when a purchase arrives (the customer leaves one cell and
-    enters the next).  Bucket width (days) trades fit precision for size;
-    one day is exact for day-stamped data.  Timestamps are in days (epoch
-    seconds / 86400).
+    enters the next).  Timestamps are in days (epoch seconds / 86400).
+
+    Bucket width (days) trades size for precision: the fit places each
+    customer's first purchase at the middle of its bucket (``T`` is
+    unbiased) and keeps ``t_x`` a whole number of buckets.  The histogram
+    has at most one cell per customer and grows with the spread of first
+    and last purchases; a wider bucket bounds it.
     """
 
     __slots__ = ("_counts", "_customers", "width")
@@ -491,6 +495,10 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None, *,
         prior_weight: float = PRIOR_WEIGHT) -> ParetoNBD:
     """Maximum-likelihood population parameters for the customers in ``cells`` at ``now_days``.
 
+    A customer's age is ``now_days`` minus the middle of its first bucket:
+    with one-day buckets and day-stamped purchases, pass the middle of the
+    current day to count ages in whole days.
+
     Searches in log-parameters (all four are positive scales or shapes):
     from ``start`` (the previous fit) Newton's method alone converges in a
     few steps; from ``DEFAULT`` Nelder-Mead climbs first.  Uses numpy,
@@ -513,10 +521,11 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None, *,
     first = np.array([r[1] for r in rows], dtype=float)
     last = np.array([r[2] for r in rows], dtype=float)
     n = np.array([r[3] for r in rows], dtype=float)
-    T = now_days - first
-    if (T < 0).any() or ((last - first) > T).any():
-        raise ValueError("fit: now_days is before a purchase in the cells")
     t_x = last - first
+    if (now_days < last).any():
+        raise ValueError("fit: now_days is before a purchase in the cells")
+    # The middle of the first bucket; never younger than the last purchase.
+    T = np.maximum(now_days - first - cells.width / 2.0, t_x)
     total = float(n.sum())
     x_values, x_index = np.unique(x, return_inverse=True)
     centre = [math.log(DEFAULT.r), math.log(DEFAULT.alpha), math.log(DEFAULT.s),

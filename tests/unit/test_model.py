@@ -201,7 +201,8 @@ def _cdnow_sample() -> tuple[Cells, float, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_fit_finds_lifetimes_maximum_and_restarts_to_the_same_numbers() -> None:
-    cells, now, x, t_x, T = _cdnow_sample()
+    cells, day, x, t_x, T = _cdnow_sample()
+    now = day + 0.5  # ages in whole days: each purchase day is placed at its middle
     ours = model.fit(cells, now, prior_weight=0.0)
     ref = ParetoNBDFitter().fit(x, t_x, T)
     theirs = ParetoNBD(*(float(ref.params_[k]) for k in ("r", "alpha", "s", "beta")))
