@@ -25,13 +25,18 @@ is the same data observed up to ``T+H``, so ``P(no purchase)`` is a ratio of
 two likelihoods.  ``I`` is a Gaussian hypergeometric function that, after
 Euler's transformation, is a series of positive terms with ratio below
 ``|alpha-beta| / (max(alpha, beta) + t)``; summed in-process in pure Python
-(no scipy) because it runs on every event.
+(no scipy) because it runs on every event, by that series or, where the
+ratio is near 1, by Gauss's continued fraction.
 
 Population fit: ``Cells`` is the histogram of customers the fit needs,
 keyed by quantities that do not change as time passes (the days of the first
 and last purchase, never the age ``T``), so it is updated only when a
-purchase arrives.  ``fit`` maximises the likelihood over the cells with
-numpy (imported only there, never on the per-event path).
+purchase arrives.  ``fit`` maximises the likelihood over the cells (with a
+weak prior that only matters for a handful of customers) with numpy,
+imported only there, never on the per-event path.
+
+Inputs must satisfy ``0 <= t_x <= T``: a caller whose clock can run behind
+the last purchase (events out of order) clamps ``T`` to ``t_x`` first.
 """
 
 from __future__ import annotations
