@@ -74,7 +74,7 @@ def assess(state: CustomerState, now: float, policy: Policy,
     than loses it.
     """
     fired = evaluate_signals(state, now, policy)
-    risk = risk_score(fired, policy)
+    risk = risk_score(state, fired, now, policy)
     codes = [f.code for f in fired]
     state.risk, state.active = risk, codes
     state.due_ts = next_due(state, now, policy, codes)
@@ -120,7 +120,9 @@ def assess(state: CustomerState, now: float, policy: Policy,
         ],
         actions=actions,
         route=route(risk, state, now, policy),
-        summary=summary(state.customer_id, risk, sev, fired, actions),
-        summary_he=summary_he(state.customer_id, risk, sev, fired, actions),
+        summary=summary(state.customer_id, risk, sev, fired, actions,
+                           policy.model.horizon_days),
+        summary_he=summary_he(state.customer_id, risk, sev, fired, actions,
+                                 policy.model.horizon_days),
         episode=a.episode,
     )

@@ -130,7 +130,7 @@ def score_at(states: dict[str, CustomerState], cutoff: float, s: Settings
              ) -> dict[str, float]:
     """Risk of every customer at the cutoff, with the policy the worker ran with."""
     policy = s.policy()
-    return {cid: risk_score(evaluate_signals(st, cutoff, policy), policy)
+    return {cid: risk_score(st, evaluate_signals(st, cutoff, policy), cutoff, policy)
             for cid, st in states.items()}
 
 

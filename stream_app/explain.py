@@ -17,7 +17,7 @@ from . import clients
 from .alerting import evaluate_signals, iso
 from .playbook import recommend, summary, summary_he
 from .policy import Policy
-from .scoring import risk_score, route, severity
+from .scoring import purchase_risk, risk_score, route, severity, value_at_risk
 from .settings import Settings
 from .state import CustomerState
 
@@ -55,7 +55,7 @@ def report(state: CustomerState, policy: Policy, at: float | None = None) -> dic
     """
     now = at if at is not None else state.last_ts
     fired = evaluate_signals(state, now, policy)
-    risk = risk_score(fired, policy)
+    risk = risk_score(state, fired, now, policy)
     sev = severity(risk, policy)
     actions = recommend(fired, state, now, policy)
     a = state.alerting
@@ -66,6 +66,10 @@ def report(state: CustomerState, policy: Policy, at: float | None = None) -> dic
         "at": iso(now),
         "partition": state.partition,
         "risk_score": risk,
+        "risk": {"meaning": f"probability of no purchase in the next "
+                            f"{policy.model.horizon_days:g} days, in percent",
+                 "from_purchases_alone": round(100 * purchase_risk(state, now, policy), 1),
+                 "value_at_risk": value_at_risk(risk, state, now, policy)},
         "severity": sev,
         "route": route(risk, state, now, policy),
         "signals": [{"code": f.code, "value": f.value, "baseline": f.baseline,
@@ -73,8 +77,10 @@ def report(state: CustomerState, policy: Policy, at: float | None = None) -> dic
                      "evidence": list(f.evidence), "detail": f.detail} for f in fired],
         "actions": [{"code": x.code, "reason": x.reason, "channel": x.channel}
                     for x in actions],
-        "summary": summary(state.customer_id, risk, sev, fired, actions) if fired else None,
-        "summary_he": summary_he(state.customer_id, risk, sev, fired, actions)
+        "summary": summary(state.customer_id, risk, sev, fired, actions,
+                           policy.model.horizon_days) if fired else None,
+        "summary_he": summary_he(state.customer_id, risk, sev, fired, actions,
+                                 policy.model.horizon_days)
         if fired else None,
         "episode": {"number": a.episode, "open": a.open, "alerts_sent": a.sent,
                     "last_alert": iso(a.last_alert_ts) if a.last_alert_ts else None,
@@ -100,7 +106,9 @@ def describe(state: CustomerState, policy: Policy, at: float | None = None) -> s
              f"{act['spend_last_year']:,.0f}; last purchase {act['last_purchase'] or 'never'})",
              f"  complaints kept {act['complaints']}, concerns {act['concerns']}, "
              f"outreach days {act['outreach_days']}",
-             f"  risk {r['risk_score']:.1f}/100 ({r['severity']}), route {r['route']}",
+             f"  risk {r['risk_score']:.0f}% ({r['severity']}): {r['risk']['meaning']}; "
+             f"{r['risk']['from_purchases_alone']:.0f}% from the purchases alone; value at "
+             f"risk {r['risk']['value_at_risk']:,.0f}; route {r['route']}",
              f"  alerts sent {ep['alerts_sent']}; " + (
                  f"episode {ep['number']} {'open' if ep['open'] else 'closed'}"
                  if ep["number"] else "no episode yet")]

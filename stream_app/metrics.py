@@ -47,6 +47,8 @@ COMMIT_LAG = Gauge(
 SUPPRESSED = Counter("churnwatch_alerts_suppressed_total",
                      "Alerts raised again after a restart or rebalance that were already "
                      "published (not sent twice)")
+MODEL_FITS = Counter("churnwatch_model_fits_total",
+                     "Fits of a partition's purchase-model population numbers")
 DUE = Gauge("churnwatch_timer_index_entries", "Entries in the timer sweep's due index")
 _DAY = 86400.0
 EVENT_TO_ALERT = Histogram(

@@ -41,7 +41,8 @@ def _clause_he(f: Fired) -> str:
     v, b = f.value, f.baseline
     match f.code:
         case "OVERDUE":
-            return f"לא קנה {v:.0f} ימים" + (f" (בדרך כלל כל {b:.0f} ימים)" if b else "")
+            return f"לא קנה {v:.0f} ימים" + (f" (לקוח כזה קונה בממוצע כל {b:.0f} ימים)"
+                                              if b else "")
         case "FREQUENCY_DROP":
             return f"קונה פחות מהרגיל ({v:g} לעומת {b or 0:g} בדרך כלל)"
         case "COMPLAINTS":
@@ -109,22 +110,24 @@ def recommend(fired: Sequence[Fired], state: CustomerState, now: float,
 
 
 def summary(customer_id: str, risk: float, severity: str, fired: Sequence[Fired],
-            actions: Sequence[Action]) -> str:
-    """One line a call-centre agent can read aloud."""
+            actions: Sequence[Action], horizon_days: float = 90.0) -> str:
+    """One line a call-centre agent can read aloud: the risk as the chance it is."""
     why = "; ".join(f.detail for f in fired)
     todo = ", ".join(
         _VERBS[a.code] + (f" by {a.channel.replace('_', ' ')}" if a.channel else "")
         for a in actions
     )
-    return f"Customer {customer_id} ({severity} risk {risk:.0f}/100): {why}. To do: {todo}."
+    return (f"Customer {customer_id} ({severity} risk: {risk:.0f}% chance of no purchase in "
+            f"{horizon_days:g} days): {why}. To do: {todo}.")
 
 
 def summary_he(customer_id: str, risk: float, severity: str, fired: Sequence[Fired],
-               actions: Sequence[Action]) -> str:
+               actions: Sequence[Action], horizon_days: float = 90.0) -> str:
     why = "; ".join(_clause_he(f) for f in fired)
     todo = ", ".join(
         _VERBS_HE[a.code] + (f" {_CHANNELS_HE.get(a.channel, a.channel)}" if a.channel else "")
         for a in actions
     )
-    return (f"לקוח {customer_id} (סיכון {_SEVERITY_HE.get(severity, severity)} "
-            f"{risk:.0f}/100): {why}. לביצוע: {todo}.")
+    return (f"לקוח {customer_id} (סיכון {_SEVERITY_HE.get(severity, severity)}: "
+            f"{risk:.0f}% שלא יקנה ב-{horizon_days:g} הימים הקרובים): {why}. "
+            f"לביצוע: {todo}.")

@@ -12,8 +12,11 @@ import json
 import textwrap
 import tomllib
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
+
+from .model import ParetoNBD
 
 
 class PolicyError(ValueError):
@@ -79,16 +82,13 @@ class FrequencyDrop:
 
 @dataclass(frozen=True, slots=True)
 class Overdue:
-    """The next purchase is late compared with the customer's usual gap."""
+    """The next purchase is late: a silence the purchase model finds unusual."""
 
-    multiple: float = doc(3.0, """
-        Late = days since the last purchase > this multiple of the typical gap...""")
-    longest_gap_multiple: float = doc(1.25, """
-        ...and past this multiple of the longest of the customer's recent gaps.""")
+    max_silence_probability: float = doc(0.1, """
+        Late = a silence since the last purchase that a customer still buying at
+        the rate shown so far would go through at most this often (0.1: 1 time
+        in 10), judged by the purchase model ([model]).""")
     min_days: float = doc(21.0, "Never judge anyone late before this many days.")
-    min_gaps: int = doc(2, "Gaps needed before the customer's own typical gap is trusted...")
-    population_gap_days: float = doc(45.0, """
-        ...otherwise (one-time buyers) this population typical gap is used.""")
     lapsed_days: float = doc(120.0, """
         Past this many days without a purchase the customer counts as lapsed and
         gets a win-back offer rather than a friendly reach-out.""")
@@ -109,38 +109,83 @@ class Complaints:
         One complaint this severe or worse trips the signal on its own.""")
 
 
-def _weight(signal: str, default: float) -> float:
-    return doc(default, f"Weight of {signal} in the risk score (0-100).")
+def _odds(signal: str, default: float) -> float:
+    return doc(default, f"""
+        Odds multiplier of {signal} on the risk at full strength (1: no effect;
+        a signal at half strength multiplies by its square root).""")
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """The purchase model behind the risk (Pareto/NBD), learnt from the stream.
+
+    The risk is the probability that the customer buys nothing in the next
+    ``horizon_days``, from the customer's purchase days so far and four
+    population numbers fitted per partition, moved by the other signals as
+    odds multipliers ([scoring]).
+    """
+
+    horizon_days: float = doc(90.0, """
+        The risk is the probability of no purchase in this many days.""")
+    refit_days: float = doc(30.0, """
+        Days of event time between two fits of a partition's population numbers
+        (warm-started from the last fit, stored in the state table).""")
+    min_customers: int = doc(200, """
+        Buyers a partition needs before its population numbers are fitted; until
+        then the numbers below are used.""")
+    r: float = doc(0.5, "Purchase-rate shape (customers differ more the smaller it is)...")
+    alpha: float = doc(30.0, """
+        ...and scale in days: a living customer buys about r / alpha times a day.""")
+    s: float = doc(0.5, "Dropout-rate shape...")
+    beta: float = doc(182.5, """
+        ...and scale in days: a customer drops out at about s / beta a day.""")
+    no_purchase_risk: float = doc(0.5, """
+        The probability used for a customer who has never bought (only contacts or
+        complaints so far).""")
+
+
+@lru_cache(maxsize=64)
+def model_params(m: Model) -> ParetoNBD:
+    """The population numbers a policy's ``[model]`` holds (fitted or default),
+    built once per policy: they are asked for at every assessment."""
+    return ParetoNBD(m.r, m.alpha, m.s, m.beta)
 
 
 @dataclass(frozen=True, slots=True)
 class Scoring:
-    """Risk score 0-100 from the active signals (noisy-OR of weights)."""
+    """The risk's odds multipliers, severity bands and routing."""
 
-    weight_frequency_drop: float = _weight("FREQUENCY_DROP", 45.0)
-    weight_overdue: float = _weight("OVERDUE", 50.0)
-    weight_complaints: float = _weight("COMPLAINTS", 45.0)
-    weight_unresponsive: float = _weight("UNRESPONSIVE", 35.0)
-    weight_technical_faults: float = _weight("TECHNICAL_FAULTS", 35.0)
-    weight_competitor_probing: float = _weight("COMPETITOR_PROBING", 60.0)
-    weight_compensation_escalation: float = _weight("COMPENSATION_ESCALATION", 40.0)
-    weight_hostile_tone: float = _weight("HOSTILE_TONE", 40.0)
-    weight_neglected: float = _weight("NEGLECTED", 60.0)
-    medium_at: float = doc(35.0, "Risk from which an alert's severity is medium...")
-    high_at: float = doc(60.0, "...high...")
-    critical_at: float = doc(80.0, "...and critical.")
+    odds_frequency_drop: float = _odds("FREQUENCY_DROP", 1.5)
+    odds_overdue: float = _odds("OVERDUE (the model already counts the silence)", 1.0)
+    odds_complaints: float = _odds("COMPLAINTS", 2.5)
+    odds_unresponsive: float = _odds("UNRESPONSIVE", 1.8)
+    odds_technical_faults: float = _odds("TECHNICAL_FAULTS", 1.8)
+    odds_competitor_probing: float = _odds("COMPETITOR_PROBING", 3.0)
+    odds_compensation_escalation: float = _odds("COMPENSATION_ESCALATION", 2.0)
+    odds_hostile_tone: float = _odds("HOSTILE_TONE", 2.0)
+    odds_neglected: float = _odds("NEGLECTED", 1.5)
+    medium_at: float = doc(60.0, "Risk (percent) from which an alert's severity is medium...")
+    high_at: float = doc(80.0, "...high...")
+    critical_at: float = doc(90.0, "...and critical.")
     high_value_spend: float = doc(5000.0, """
         Spend over the last year (365 days of event time) at which a customer
-        counts as high value and is routed to the call centre whatever the risk.""")
+        counts as high value.""")
+    call_value_at_risk: float = doc(300.0, """
+        Value at risk (the risk times the spend over the last year) from which an
+        alert goes to the call centre rather than to marketing automation; a
+        high-value customer goes there whatever the risk.""")
 
 
 @dataclass(frozen=True, slots=True)
 class Alerting:
     """When an alert is raised, re-raised and closed (no alert storms)."""
 
-    open_at: float = doc(30.0, "An episode opens when the risk reaches this...")
-    close_below: float = doc(15.0, "...and closes when it falls below this (hysteresis).")
-    escalate_step: float = doc(15.0, """
+    open_at: float = doc(70.0, """
+        An episode opens when the risk (percent) reaches this and a signal gives a
+        reason; `churnwatch evaluate --budget N` suggests the value for a team that
+        can act on N alerts per 1,000 customers a month...""")
+    close_below: float = doc(50.0, "...and closes when it falls below this (hysteresis).")
+    escalate_step: float = doc(10.0, """
         Within an episode, re-alert when the risk rises by this much or a new
         signal joins; otherwise stay quiet.""")
     cooldown_days: float = doc(14.0, """
@@ -245,6 +290,7 @@ class Policy:
         default_factory=CompensationEscalation)
     hostile_tone: HostileTone = field(default_factory=HostileTone)
     neglected: Neglected = field(default_factory=Neglected)
+    model: Model = field(default_factory=Model)
     scoring: Scoring = field(default_factory=Scoring)
     alerting: Alerting = field(default_factory=Alerting)
     text: Text = field(default_factory=Text)
@@ -252,7 +298,8 @@ class Policy:
 
 
 _DEFAULT = Policy()
-_POSITIVE_EXCEPT = {"max_probability", "max_ratio", "max_rate_ratio"}
+_POSITIVE_EXCEPT = {"max_probability", "max_ratio", "max_rate_ratio",
+                    "max_silence_probability", "no_purchase_risk"}
 
 
 def _check_value(where: str, name: str, value: Any, default: Any) -> Any:
@@ -273,9 +320,10 @@ def _check_value(where: str, name: str, value: Any, default: Any) -> Any:
     if name in _POSITIVE_EXCEPT:
         if not 0 < value <= 1:
             raise PolicyError(f"{where}: expected a value in (0, 1], got {value!r}")
-    elif name.startswith("weight_"):
-        if not 0 <= value <= 100:
-            raise PolicyError(f"{where}: expected a weight 0..100, got {value!r}")
+    elif name.startswith("odds_"):
+        if not 0 < value <= 100:
+            raise PolicyError(f"{where}: expected an odds multiplier above 0, at most 100, "
+                              f"got {value!r}")
     elif value <= 0:
         raise PolicyError(f"{where}: expected a value above 0, got {value!r}")
     return value

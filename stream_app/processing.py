@@ -44,7 +44,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -53,9 +53,10 @@ from . import metrics
 from .alerting import assess, iso
 from .clock import DueIndex
 from .decoding import MAX_EVENT_BYTES, REASON_CODES, Decoded, Rejected, decode
+from .model import Cells, ParetoNBD, fit
 from .ordering import MergeQueue
-from .policy import Policy
-from .records import ChurnAlert, DeadLetter, Feedback
+from .policy import Policy, model_params
+from .records import ChurnAlert, DeadLetter, Feedback, Purchase
 from .state import DAY, CustomerState, already_applied, apply_event, new_state, seen_event
 
 log = logging.getLogger("churnwatch")
@@ -101,16 +102,72 @@ WRITE_CHUNK = 200
 #: Customer states kept in memory between flushes (beyond those changed).
 CACHE_STATES = 20000
 
-#: Table keys that are not customers: the per-partition alert checkpoints.
+#: Table keys that are not customers start with a zero byte: the
+#: per-partition alert checkpoints and purchase-model fits.
 CHECKPOINT_PREFIX = b"\x00checkpoint/"
+MODEL_PREFIX = b"\x00model/"
 
 
 def is_customer_key(key: bytes) -> bool:
-    return not key.startswith(CHECKPOINT_PREFIX)
+    return not key.startswith(b"\x00")
 
 
 def checkpoint_key(partition: int) -> bytes:
     return CHECKPOINT_PREFIX + str(partition).encode()
+
+
+def model_key(partition: int) -> bytes:
+    return MODEL_PREFIX + str(partition).encode()
+
+
+def with_params(policy: Policy, params: ParetoNBD) -> Policy:
+    """The policy with a partition's fitted population numbers in ``[model]``."""
+    return replace(policy, model=replace(policy.model, r=params.r, alpha=params.alpha,
+                                         s=params.s, beta=params.beta))
+
+
+def read_fit(raw: bytes | None, policy: Policy) -> tuple[Policy, dict[str, Any]]:
+    """A partition's policy and fit record from its table value (None: not fitted yet)."""
+    if not raw:
+        return policy, {}
+    saved = orjson.loads(raw)
+    return with_params(policy, ParetoNBD.from_dict(saved["params"])), saved
+
+
+@dataclass(slots=True)
+class PartitionModel:
+    """A partition's purchase model: its customers' histogram and its fit.
+
+    The histogram is derived (rebuilt from the states after a rebalance);
+    the fit is kept in the table, so a restart or a replay scores with the
+    same numbers.  Fits happen every ``[model].refit_days`` of event time,
+    from the histogram as it stands when the partition's clock passes the
+    due time: in merge order, so the same input gives the same fits.
+    """
+
+    cells: Cells
+    #: The policy with this partition's population numbers.
+    policy: Policy
+    #: Event time of the last fit, the customers it saw, and the next fit's time.
+    fitted_at: float | None = None
+    customers: int = 0
+    next_fit: float | None = None
+    #: Changed since the table last got it.
+    dirty: bool = False
+
+    def record(self) -> bytes:
+        m = self.policy.model
+        return orjson.dumps({"params": {"r": m.r, "alpha": m.alpha, "s": m.s, "beta": m.beta},
+                             "fitted_at": self.fitted_at, "customers": self.customers,
+                             "next_fit": self.next_fit})
+
+
+def purchase_cell(state: CustomerState) -> tuple[int, float, float] | None:
+    """The customer's cell in the model's histogram: (x, first day, last day)."""
+    first, last = state.first_purchase_ts, state.last_purchase_ts
+    if first is None or last is None:
+        return None
+    return state.repeat_days, first / DAY, last / DAY
 
 
 #: The most of a message's value (and key) a dead letter copies.  As much as
@@ -233,6 +290,8 @@ class Round:
     acks: list[Turn] = field(default_factory=list)
     #: The partition's clock over the round's events (kept in the checkpoint).
     clock: float | None = None
+    #: The purchase model's record, if it changed (written with the states).
+    model: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -304,6 +363,8 @@ class Processor:
         self.locks: dict[int, asyncio.Lock] = {}
         self.cache: dict[str, CustomerState] = {}
         self.due = DueIndex()
+        #: Per partition, the purchase model (see :class:`PartitionModel`).
+        self.models: dict[int, PartitionModel] = {}
         self.stale = True
         #: Makes table writes land on a partition (see :meth:`flush`).
         self.in_partition: Callable[[int], AbstractContextManager[Any]] = (
@@ -365,27 +426,88 @@ class Processor:
         self.parts.clear()
         self.cache.clear()
         self.due.clear()
+        self.models.clear()
         self.stale = True
 
     def rebuild(self) -> None:
-        """Re-derive the due index from the table."""
+        """Re-derive the due index and the purchase models' histograms from the table.
+
+        The partitions' clocks are not taken from the states (a state may be
+        ahead of the committed offsets: written, but the commit did not
+        happen before a crash) but from the checkpoints, when each partition
+        resumes (see :meth:`_ready`).
+        """
         self._forget()
         count = 0
-        # The clocks are not restored from the states: a state may be ahead of
-        # the committed offsets (written, but the commit did not happen before
-        # a crash), and the events delivered again must not count as late.
-        # Each partition's clock restarts with the first event it releases.
+        fits: dict[int, bytes] = {}
         # Streamed, not listed: a list of every state would hold all of them
         # in memory at once (a gigabyte and a half at a million customers).
         for key, raw in self.table.items():
             if not is_customer_key(key):
+                if key.startswith(MODEL_PREFIX):
+                    fits[int(key[len(MODEL_PREFIX):])] = raw
                 continue
             count += 1
             d = orjson.loads(raw)
-            self.due.schedule(d["partition"], key.decode(), d["due_ts"])
+            partition = d["partition"]
+            self.due.schedule(partition, key.decode(), d["due_ts"])
+            first = d["first_purchase_ts"]
+            if first is not None:
+                x = d.get("repeat_days", max(0, d["purchases"] - 1))
+                self._model(partition).cells.add(x, first / DAY, d["last_purchase_ts"] / DAY)
+        for partition, raw in fits.items():
+            pm = self._model(partition)
+            pm.policy, saved = read_fit(raw, self.policy)
+            pm.fitted_at, pm.next_fit = saved.get("fitted_at"), saved.get("next_fit")
+            pm.customers = int(saved.get("customers", 0))
         self.customers = count
         metrics.CUSTOMERS.set(count)
         self.stale = False
+
+    def _model(self, partition: int) -> PartitionModel:
+        pm = self.models.get(partition)
+        if pm is None:
+            pm = self.models[partition] = PartitionModel(Cells(), self.policy)
+        return pm
+
+    def policy_for(self, partition: int) -> Policy:
+        """The policy a partition's customers are judged by (its fitted model's numbers)."""
+        pm = self.models.get(partition)
+        return pm.policy if pm is not None else self.policy
+
+    async def _refit_if_due(self, partition: int, now: float) -> None:
+        """Fit the partition's population numbers once its clock passes the due time.
+
+        In a thread, so that the other partitions go on while it runs (this
+        partition waits: its lock is held, so its histogram does not change).
+        """
+        pm = self._model(partition)
+        m = self.policy.model
+        if pm.next_fit is None:
+            pm.next_fit = now + m.refit_days * DAY
+            pm.dirty = True
+            return
+        if now < pm.next_fit:
+            return
+        pm.next_fit = now + m.refit_days * DAY
+        pm.dirty = True
+        if len(pm.cells) < m.min_customers:
+            return
+        start = model_params(pm.policy.model)
+        started = time.monotonic()
+        try:
+            params = await asyncio.to_thread(fit, pm.cells, now / DAY, start)
+        except (ValueError, ArithmeticError) as exc:
+            log.warning("purchase model fit failed; the previous numbers stay", extra={
+                "fields": {"partition": partition, "error": f"{type(exc).__name__}: {exc}"}})
+            return
+        pm.policy = with_params(self.policy, params)
+        pm.fitted_at, pm.customers = now, len(pm.cells)
+        metrics.MODEL_FITS.inc()
+        log.info("purchase model fitted", extra={"fields": {
+            "partition": partition, "at": iso(now), "customers": len(pm.cells),
+            "cells": pm.cells.n_cells, "seconds": round(time.monotonic() - started, 3),
+            **params.to_dict()}})
 
     def _work(self, partition: int) -> PartitionWork:
         work = self.parts.get(partition)
@@ -648,11 +770,21 @@ class Processor:
         if state is None:
             state = self.cache[cid] = new_state(cid)
         now = self._advance(work, d.ts)
+        await self._refit_if_due(partition, now)
         if state.first_ts == 0.0:
             self.customers += 1
             metrics.CUSTOMERS.set(self.customers)
+        if isinstance(d.record, Purchase):
+            cells = self._model(partition).cells
+            before = purchase_cell(state)
+            if before is not None:
+                cells.remove(*before)
         apply_event(state, d.record, d.ts, topic=q.topic, partition=partition,
                     offset=q.offset, policy=self.policy)
+        if isinstance(d.record, Purchase):
+            after = purchase_cell(state)
+            assert after is not None
+            cells.add(*after)
         # A late event (within the allowed lateness) is judged at the
         # partition's clock: the customer as of now, including it.
         alert = self._assess(partition, work, state, now)
@@ -678,7 +810,7 @@ class Processor:
         Synchronous, so that the common case (no alert) costs no coroutine.
         """
         before_due = state.due_ts
-        alert = assess(state, now, self.policy, emitted_at=self.wall())
+        alert = assess(state, now, self.policy_for(partition), emitted_at=self.wall())
         work.dirty.add(state.customer_id)
         if state.due_ts != before_due:
             self.due.schedule(partition, state.customer_id, state.due_ts)
@@ -813,6 +945,9 @@ class Processor:
             work.last_flush = wall
             r = Round(partition, work.alert_offsets, work.other_sends,
                       [self.cache[cid] for cid in work.dirty], clock=work.clock)
+            pm = self.models.get(partition)
+            if pm is not None and pm.dirty:
+                r.model, pm.dirty = pm.record(), False
             work.alert_offsets, work.other_sends = [], []
             work.dirty.clear()
             # What is done now is in the states about to be written.
@@ -833,6 +968,11 @@ class Processor:
                         (state.customer_id.encode(), state.to_bytes())
                         for state in r.states[i:i + WRITE_CHUNK]]))
                 await asyncio.sleep(0)  # events go on between chunks
+            if r.model is not None:
+                # With the states, before the seal: recovery must not miss it.
+                with self.in_partition(r.partition):
+                    delivered.append(await self.write_states(
+                        r.partition, [(model_key(r.partition), r.model)]))
         # Only now: a state evicted before it is in the store would be read
         # back stale.
         self._trim_cache()
@@ -849,12 +989,13 @@ class Processor:
                     work.checkpoint = max(work.checkpoint, max(offsets) + 1)
             for f in r.other_sends:
                 await f
-        if self.seal is not None and any(r.states for r in rounds):
+        if self.seal is not None and any(r.states or r.model for r in rounds):
             # The changelog must not end in a batch of states: see ``seal``.
             await self.seal()
         for r in rounds:
             work = self.parts.get(r.partition)
-            if work is not None and (r.alert_offsets or (self.seal is not None and r.states)
+            written = bool(r.states) or r.model is not None
+            if work is not None and (r.alert_offsets or (self.seal is not None and written)
                                      or r.clock != work.saved_clock):
                 with self.in_partition(r.partition):
                     self.table[checkpoint_key(r.partition)] = orjson.dumps(

@@ -1,28 +1,67 @@
-"""One risk score 0-100 from the active signals, its severity band and route.
+"""The risk: the probability that the customer buys nothing in the next H days.
 
-Noisy-OR of the signals' weights scaled by their strength: each signal alone
-can reach at most its weight, several together approach 100 without passing
-it, and the score falls back as signals go away.  Weights live in the policy.
+The purchase model (:mod:`stream_app.model`, Pareto/NBD) turns the
+customer's purchase days so far into that probability; the other signals
+move it as odds multipliers from the policy (a complaint burst raises the
+risk of a customer who still buys).  ``risk_score`` is the probability times
+100, so "risk 83" reads "83 in 100 such customers buy nothing in 90 days",
+something a person can check against what happened.  Also the severity band
+and the route, by the value at risk (the risk times what the customer spent
+over the last year).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .policy import Policy
+from . import model
+from .policy import Policy, model_params
 from .signals import Fired
-from .state import CustomerState
+from .state import DAY, CustomerState
+
+#: The probability the odds are taken of is kept inside this, so that a
+#: multiplier always moves it and the odds stay finite.
+_EDGE = 1e-6
 
 
-def weight(code: str, policy: Policy) -> float:
-    return float(getattr(policy.scoring, "weight_" + code.lower(), 0.0))
+def odds_multiplier(code: str, policy: Policy) -> float:
+    return float(getattr(policy.scoring, "odds_" + code.lower(), 1.0))
 
 
-def risk_score(fired: Sequence[Fired], policy: Policy) -> float:
-    keep = 1.0
+def purchase_days(state: CustomerState, now: float) -> tuple[int, float, float] | None:
+    """The model's ``(x, t_x, T)`` for the customer at ``now``, in days; None
+    before the first purchase."""
+    first, last = state.first_purchase_ts, state.last_purchase_ts
+    if first is None or last is None:
+        return None
+    t_x = (last - first) / DAY
+    return state.repeat_days, t_x, max(t_x, (now - first) / DAY)
+
+
+def purchase_risk(state: CustomerState, now: float, policy: Policy) -> float:
+    """P(no purchase in the next ``[model].horizon_days``) from purchases alone."""
+    stats = purchase_days(state, now)
+    if stats is None:
+        return policy.model.no_purchase_risk
+    x, t_x, T = stats
+    return model.p_no_purchase(model_params(policy.model), x, t_x, T, policy.model.horizon_days)
+
+
+def risk_probability(state: CustomerState, fired: Sequence[Fired], now: float,
+                     policy: Policy) -> float:
+    p = min(1.0 - _EDGE, max(_EDGE, purchase_risk(state, now, policy)))
+    odds = p / (1.0 - p)
     for f in fired:
-        keep *= 1.0 - weight(f.code, policy) / 100.0 * f.strength
-    return round(100.0 * (1.0 - keep), 1)
+        m = odds_multiplier(f.code, policy)
+        if m != 1.0:
+            odds *= m ** f.strength
+    return odds / (1.0 + odds)
+
+
+def risk_score(state: CustomerState, fired: Sequence[Fired], now: float,
+               policy: Policy) -> float:
+    """The risk as a percentage (0-100, one decimal)."""
+    return round(100.0 * risk_probability(state, fired, now, policy), 1)
 
 
 def severity(risk: float, policy: Policy) -> str:
@@ -36,12 +75,22 @@ def severity(risk: float, policy: Policy) -> str:
     return "low"
 
 
+def yearly_value(state: CustomerState, now: float, policy: Policy) -> float:
+    return state.spend_last_year(now, policy.history.bucket_days)
+
+
+def value_at_risk(risk: float, state: CustomerState, now: float, policy: Policy) -> float:
+    """What the business stands to lose: the risk times the last year's spend."""
+    return round(risk / 100.0 * yearly_value(state, now, policy), 2)
+
+
 def high_value(state: CustomerState, now: float, policy: Policy) -> bool:
-    return state.spend_last_year(now, policy.history.bucket_days) >= policy.scoring.high_value_spend
+    return yearly_value(state, now, policy) >= policy.scoring.high_value_spend
 
 
 def route(risk: float, state: CustomerState, now: float, policy: Policy) -> str:
-    """High risk or high value needs a person on the phone; the rest, automation."""
-    if risk >= policy.scoring.high_at or high_value(state, now, policy):
+    """The customers worth a call go to the call centre; the rest, to automation."""
+    if (value_at_risk(risk, state, now, policy) >= policy.scoring.call_value_at_risk
+            or high_value(state, now, policy)):
         return "call_center"
     return "marketing"

@@ -97,6 +97,9 @@ class CustomerState:
     spend: float = 0.0
     first_purchase_ts: float | None = None
     last_purchase_ts: float | None = None
+    #: Purchase days after the first (the purchase model's ``x``): a day with
+    #: several purchases counts once.
+    repeat_days: int = 0
     #: The most recent event-time buckets, oldest first, as three columns:
     #: bucket index (event time // bucket width), purchases, spend.
     bucket_idx: array[int] = field(default_factory=lambda: array("q"))
@@ -156,6 +159,10 @@ class CustomerState:
                 f"newer release")
         if version == 1:
             _columns_from_rows(d)
+        if "repeat_days" not in d:
+            # Before version 3 purchase days were not counted: every purchase
+            # after the first stands for one (same-day repeats were rare).
+            d["repeat_days"] = max(0, d["purchases"] - 1)
         for name, typecode in _ARRAYS.items():
             d[name] = array(typecode, d[name])
         d["outreach_channel"] = [sys.intern(ch) for ch in d["outreach_channel"]]
@@ -281,10 +288,22 @@ def _touch(state: CustomerState, topic: str, partition: int, offset: int, ts: fl
     state.last_ts = max(state.last_ts, ts)
 
 
+def _new_purchase_day(state: CustomerState, ts: float) -> bool:
+    """Whether ``ts`` falls on a day with no purchase yet (among the recent ones
+    kept, and the first and last: a late event older than those is a new day)."""
+    day = ts // DAY
+    first, last = state.first_purchase_ts, state.last_purchase_ts
+    if (first is not None and first // DAY == day) or (last is not None and last // DAY == day):
+        return False
+    return all(t // DAY != day for t in state.recent_purchase_ts)
+
+
 def apply_purchase(state: CustomerState, p: Purchase, ts: float, policy: Policy) -> None:
     h = policy.history
     state.purchases += 1
     state.spend += float(p.amount)
+    if state.first_purchase_ts is not None and _new_purchase_day(state, ts):
+        state.repeat_days += 1
     if state.first_purchase_ts is None or ts < state.first_purchase_ts:
         state.first_purchase_ts = ts
     last = state.last_purchase_ts

@@ -1,91 +1,91 @@
-"""OVERDUE: the next purchase is late against the customer's own usual gap.
+"""OVERDUE: a silence since the last purchase the purchase model finds unusual.
 
-Silence produces no event, so this is judged by the timer sweep in event time:
-``next_check`` tells the sweep the moment the customer becomes late.  The usual
-gap is the median of the customer's recent inter-purchase gaps (robust to one
-long holiday); one-time and two-time buyers are judged against the
-population's typical gap instead of being ignored.
+Silence produces no event, so this is judged by the timer sweep in event
+time: ``next_check`` tells the sweep the moment the silence becomes unusual.
+"Unusual" is the purchase model's (:mod:`stream_app.model`): how often a
+customer still buying at the rate shown so far would go this long without a
+purchase.  That rate comes from the customer's own purchase days and, for a
+one- or two-time buyer, mostly from the population's, so nobody is judged
+against a fixed gap: a customer who bought weekly is late after weeks, one
+who buys twice a year after many months.
 """
 
 from __future__ import annotations
 
-from ..policy import Policy
+import math
+
+from ..model import silence_probability
+from ..policy import Policy, model_params
 from ..state import DAY, CustomerState
-from .base import Fired, clamp_strength, days, next_step, plural
+from .base import Fired, days, plural
 
 CODE = "OVERDUE"
 
 
-def typical_gap_days(state: CustomerState, policy: Policy) -> tuple[float, bool]:
-    """(typical gap in days, whether it is the customer's own).
-
-    With too few gaps to trust a median, the population's typical gap is used,
-    stretched to the longest gap the customer has already shown: a customer
-    whose one gap was five months is not late after two.
-    """
-    gaps = state.gaps
-    if len(gaps) >= policy.overdue.min_gaps:
-        ordered = sorted(gaps)
-        mid = len(ordered) // 2
-        middle = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-        return float(middle), True
-    return max([policy.overdue.population_gap_days, *gaps]), False
+def _rate(state: CustomerState, policy: Policy) -> tuple[float, float, float]:
+    """(r + x, alpha + t_x, t_x) of the customer's purchase rate as of the last purchase."""
+    assert state.first_purchase_ts is not None and state.last_purchase_ts is not None
+    p = model_params(policy.model)
+    t_x = (state.last_purchase_ts - state.first_purchase_ts) / DAY
+    return p.r + state.repeat_days, p.alpha + t_x, t_x
 
 
-def _limit(state: CustomerState, gap: float, policy: Policy) -> float:
-    o = policy.overdue
-    longest = max(state.gaps, default=0.0) * o.longest_gap_multiple
-    return max(o.multiple * gap, longest, o.min_days)
+def typical_gap_days(state: CustomerState, policy: Policy) -> float:
+    """The expected days between purchases of a living customer like this one."""
+    shape, scale, _ = _rate(state, policy)
+    return scale / shape
 
 
 def threshold_days(state: CustomerState, policy: Policy) -> float:
-    """Late = past a multiple of the usual gap, and past the longest recent gap.
+    """The silence after which the customer is late: where a silence this long
+    happens at most ``[overdue].max_silence_probability`` of the time.
 
-    The second bound keeps an irregular buyer (gaps of 5, 30, 8, 25 days)
-    from being called late at every long gap of their ordinary rhythm.
+    Closed form: the model's silence probability is
+    ``((alpha + t_x) / (alpha + t_x + d)) ** (r + x)`` for ``d`` days.
     """
-    return _usual(state, policy)[2]
-
-
-def _usual(state: CustomerState, policy: Policy) -> tuple[float, bool, float]:
-    """(typical gap, whether it is the customer's own, limit), from the memo.
-
-    They depend on the gaps alone, which change only with a purchase, and
-    are asked for at every assessment, twice.
-    """
-    key = (state.purchases, policy)
-    memo = state.memo.get(CODE)
-    if memo is not None and memo[0] == key:
-        return memo[1]  # type: ignore[no-any-return]
-    gap, own = typical_gap_days(state, policy)
-    usual = (gap, own, _limit(state, gap, policy))
-    state.memo[CODE] = (key, usual)
-    return usual
+    shape, scale, _ = _rate(state, policy)
+    q = policy.overdue.max_silence_probability
+    return max(policy.overdue.min_days, scale * math.expm1(-math.log(q) / shape))
 
 
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
-    if state.last_purchase_ts is None:
+    if state.last_purchase_ts is None or state.first_purchase_ts is None:
         return None
     since = days(now - state.last_purchase_ts)
-    gap, own, limit = _usual(state, policy)
+    limit = threshold_days(state, policy)
     if since <= limit:
         return None
-    whose = "usually buys every" if own else "customers typically buy every"
-    detail = f"no purchase for {plural(round(since), 'day')} ({whose} {gap:.0f} days)"
+    first = state.first_purchase_ts
+    t_x = days(state.last_purchase_ts - first)
+    chance = silence_probability(model_params(policy.model), state.repeat_days, t_x,
+                                 max(t_x, days(now - first)))
+    per_100 = max(1, round(100 * chance)) if chance >= 0.005 else 0
+    often = (f"happens {per_100} {'time' if per_100 == 1 else 'times'} in 100" if per_100
+             else "happens less than once in 200")
+    detail = f"no purchase for {plural(round(since), 'day')}; for this customer a silence " \
+             f"this long {often}"
     evidence = (state.recent_purchase_ids[-1],) if state.recent_purchase_ids else ()
-    return Fired(CODE, clamp_strength(0.5 + 0.5 * (since - limit) / limit), round(since, 1),
-                 round(gap, 1), round(limit, 1), f"since {plural(round(since), 'day')}",
-                 evidence, detail)
+    q = policy.overdue.max_silence_probability
+    strength = round(min(1.0, max(0.5, 1.0 - 0.5 * chance / q)), 3)
+    return Fired(CODE, strength, round(since, 1), round(typical_gap_days(state, policy), 1),
+                 round(limit, 1), f"since {plural(round(since), 'day')}", evidence, detail)
+
+
+#: While late, the customer is looked at again as the silence grows by this
+#: share: the risk keeps rising with the silence and may reach the alert
+#: threshold at any of these looks.
+REVIEW_SHARE = 0.1
 
 
 def next_check(state: CustomerState, now: float, policy: Policy,
                firing: bool | None = None) -> float | None:
-    """When the customer turns late, as the lateness grows, and when they lapse."""
-    if state.last_purchase_ts is None:
+    """When the customer turns late, then as the silence grows, and when they lapse."""
+    if state.last_purchase_ts is None or state.first_purchase_ts is None:
         return None
     last = state.last_purchase_ts
-    best = next_step(last, threshold_days(state, policy), now)
+    late = last + threshold_days(state, policy) * DAY + 1.0
+    best = late if late > now else now + max(DAY, REVIEW_SHARE * (now - last))
     lapsed = last + policy.overdue.lapsed_days * DAY + 1.0
-    if lapsed > now and (best is None or lapsed < best):
+    if now < lapsed < best:
         best = lapsed
     return best
