@@ -260,7 +260,8 @@ def _ranking_cells(m: dict[str, Any]) -> str:
 def _threshold_text(t: dict[str, Any] | None) -> str:
     if t is None:
         return "-"
-    return (f"risk >= {t['threshold']:g}: {t['customers']:,} customers at the cutoff "
+    who = "customer" if t["customers"] == 1 else "customers"
+    return (f"risk >= {t['threshold']:g}: {t['customers']:,} {who} at the cutoff "
             f"({pct(t['share'])}, {t['per_1000_customers']:g} per 1,000), precision "
             f"{pct(t['precision'])}, recall {pct(t['recall'])}")
 
@@ -340,7 +341,10 @@ def table(report: dict[str, Any], name: str) -> str:
         "           at the policy's alert threshold, " + _threshold_text(a["policy_threshold"]),
         f"           for a budget of {budget['per_1000_customers_per_month']:g} alerts per "
         "1,000 customers per month, a monthly list at",
-        "           " + _threshold_text(budget["suggested"]),
+        "           " + _threshold_text(budget["suggested"]) + (
+            " (the riskiest tie alone is over the budget)"
+            if budget["suggested"] is not None and budget["suggested"]["per_1000_customers"]
+            > budget["per_1000_customers_per_month"] + 0.05 else ""),
         "",
         f"run        {r['events_replayed']:,} events replayed ({r['rows_rejected']:,} rows "
         f"rejected, {r['dead_letters']} dead letters) in {r['replay_and_processing_seconds']:.0f}"
