@@ -154,12 +154,14 @@ def purchase_stats(purchases: Sequence[float], cutoff: float) -> tuple[int, int,
 
 def fit_offline(stats: Sequence[tuple[int, int, int]], cutoff: float) -> model.ParetoNBD:
     """Pareto/NBD parameters by maximum likelihood over every customer at the cutoff."""
-    now = math.floor(cutoff / DAY)
+    today = math.floor(cutoff / DAY)
     cells = model.Cells()
     for x, t_x, T in stats:
-        first = now - T
+        first = today - T
         cells.add(x, first, first + t_x)
-    return model.fit(cells, now)
+    # The fit ages a customer from the middle of its first one-day bucket:
+    # the middle of today keeps the ages the whole days the scores use.
+    return model.fit(cells, today + 0.5)
 
 
 def brier(probs: Sequence[float], labels: Sequence[bool]) -> float | None:

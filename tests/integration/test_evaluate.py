@@ -33,21 +33,43 @@ def run_evaluate(tmp_path: Path, *args: str) -> dict[str, Any]:
     return report
 
 
+RANKINGS = ("churnwatch", "recency", "frequency", "pareto_nbd_offline")
+
+
 def check_shape(r: dict[str, Any]) -> None:
-    assert set(r) >= {"dataset", "customers", "scores", "alerts", "curve", "split", "run"}
-    for name in ("churnwatch", "recency", "frequency"):
-        m = r["scores"][name]
-        assert set(m) == {"auc", "precision_at_10pct", "precision_at_20pct"}
-        assert 0.0 <= m["auc"] <= 1.0
-        assert 0.0 <= m["precision_at_10pct"] <= 1.0
+    assert set(r) >= {"dataset", "customers", "scores", "repeat_buyers", "calibration",
+                      "pareto_nbd_offline", "alerts", "curve", "split", "run"}
+    rb = r["repeat_buyers"]
+    assert 0 < rb["customers"] < r["customers"]["evaluated"]
+    for name in RANKINGS:
+        for m in (r["scores"][name], rb["scores"][name]):
+            assert set(m) == {"auc", "precision_at_1pct", "precision_at_10pct",
+                              "precision_at_20pct"}
+            assert 0.0 <= m["auc"] <= 1.0
+            assert 0.0 <= m["precision_at_1pct"] <= 1.0
         assert len(r["curve"][name]) == len(r["curve"]["budgets"]) == 100
         # Contacting everyone finds exactly the churn rate, whatever the ranking.
         assert r["curve"][name][-1] == r["customers"]["churn_rate"]
+    assert r["pareto_nbd_offline"]["fitted"] is True
+    cal = r["calibration"]
+    assert cal["available"] and cal["horizon_days"] == r["split"]["model_horizon_days"] == 90
+    for name in ("churnwatch", "pareto_nbd_offline"):
+        table = cal[name]["reliability"]
+        assert len(table) == 10
+        assert sum(b["count"] for b in table) == r["customers"]["evaluated"]
+        assert 0.0 <= cal[name]["ece"] <= 1.0 and 0.0 <= cal[name]["brier"] <= 1.0
     a = r["alerts"]
     assert set(a) >= {"precision", "recall", "per_1000_customers_per_month",
-                      "median_lead_days", "customers_alerted", "total_before_cutoff"}
+                      "median_lead_days", "customers_alerted", "total_before_cutoff",
+                      "policy_threshold", "budget"}
     assert 0 <= a["customers_alerted"] <= r["customers"]["evaluated"]
     assert a["in_lookback"] <= a["total_before_cutoff"]
+    assert a["policy_threshold"]["threshold"] == 30.0
+    suggested = a["budget"]["suggested"]
+    assert a["budget"]["per_1000_customers_per_month"] == 100.0
+    # The list for the budget fits it (unless the riskiest tie alone does not).
+    assert suggested["per_1000_customers"] <= 100.0 or suggested["threshold"] == max(
+        b["threshold"] for b in (suggested, a["policy_threshold"]))
     assert r["customers"]["without_state"] == 0
     assert r["run"]["dead_letters"] == 0 and r["run"]["rows_rejected"] == 0
 
