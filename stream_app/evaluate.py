@@ -414,10 +414,13 @@ def plot(report: dict[str, Any], path: Path, name: str) -> None:
         rel.set_title(f"reliability at {cal['horizon_days']:g} days: not measured")
     rel.set_xlabel("predicted probability (%; dot size = customers in the bin)")
     rel.set_ylabel("observed: share with no purchase (%)")
-    rel.set_xlim(0, 100)
-    rel.set_ylim(0, 100)
+    rel.set_xlim(-2, 102)
+    rel.set_ylim(-2, 102)
     rel.grid(alpha=0.3)
-    rel.legend(loc="upper left", fontsize=8)
+    legend = rel.legend(loc="lower right", fontsize=8, scatterpoints=1)
+    for handle in legend.legend_handles:
+        if hasattr(handle, "set_sizes"):
+            handle.set_sizes([30])  # the bins' sizes mean nothing in the legend
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
