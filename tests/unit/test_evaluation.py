@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from stream_app import model
@@ -290,3 +292,18 @@ def test_the_table_shows_every_figure() -> None:
     # riskiest (b) is a churner, so 100% in every top share.
     line = next(ln for ln in text.splitlines() if ln.startswith("churnwatch risk at"))
     assert line.split()[5:9] == ["1.000", "100.0%", "100.0%", "100.0%"]
+
+
+def test_a_budget_out_of_range_is_refused_naming_it(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from stream_app.cli import main
+
+    sales = tmp_path / "sales.csv"
+    sales.write_text("customer_id,ts,amount\nc1,2024-01-05T10:00:00Z,10\n"
+                     "c1,2024-03-05T10:00:00Z,12\n")
+    code = main(["evaluate", "--purchases", str(sales), "--cutoff", "2024-02-01",
+                 "--horizon", "30", "--budget", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "churnwatch evaluate: --budget 0: give alerts per 1,000 customers per month" in err
+    assert "Traceback" not in err
