@@ -201,10 +201,16 @@ def run(base: Settings, loaded: Loaded, cutoff: float, horizon_days: float,
             alerts.setdefault(a["customer_id"], []).append((t, int(a["episode"])))
     policy = s.policy()
     h = model_horizon_days(policy)
-    report = evaluate_split(purchases, risk, alerts,
-                            Split(cutoff, horizon_days, lookback_days, h),
-                            alert_threshold=policy.alerting.open_at,
-                            budget_per_1000=budget_per_1000)
+    try:
+        report = evaluate_split(purchases, risk, alerts,
+                                Split(cutoff, horizon_days, lookback_days, h),
+                                alert_threshold=policy.alerting.open_at,
+                                budget_per_1000=budget_per_1000)
+    except ModuleNotFoundError as exc:
+        if exc.name != "numpy":
+            raise
+        raise EvaluationError("the offline Pareto/NBD baseline is fitted with numpy: "
+                              "pip install 'churnwatch[eval]'") from None
     population = {c for c, ts in purchases.items() if min(ts) <= cutoff}
     stale = sorted(c for c in population
                    if c not in states or states[c].last_ts < last_event.get(c, 0.0))
