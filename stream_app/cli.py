@@ -435,13 +435,22 @@ def _add_history_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "(the embedded broker unless --broker-url), score every customer's state at the "
         "cutoff, collect the alerts, label each customer by the purchases after the "
         "cutoff (none within --horizon days = churned; customers whose first purchase is "
-        "after the cutoff are left out), and report AUC, precision in the riskiest "
-        "10%/20%, the alerts' precision and recall (alerted = an alert in the --lookback "
-        "days before the cutoff), alerts per 1,000 customers per month and the median lead "
-        "time, beside two baselines on the same split: recency (days since the last "
-        "purchase) and frequency (fewer purchases = riskier).") + "\n\n" + HISTORY_INPUTS,
+        "after the cutoff are left out), and report, for all customers and for repeat "
+        "buyers (2+ purchases), AUC and precision in the riskiest 1%/10%/20% beside three "
+        "baselines on the same split: recency (days since the last purchase), frequency "
+        "(fewer purchases = riskier) and Pareto/NBD fitted offline (fewer expected "
+        "purchases in the horizon = riskier); the calibration of the risk read as "
+        "P(no purchase in the next H days), H the policy's [model].horizon_days (90), "
+        "against what happened in those H days (Brier score, expected calibration error "
+        "over 10 equal-width bins, a reliability table); the alerts' precision and recall "
+        "(alerted = an alert in the --lookback days before the cutoff), alerts per 1,000 "
+        "customers per month and the median lead time; and the risk threshold that fits "
+        "--budget alerts per 1,000 customers per month, with its precision.  "
+        "Check a result on more than one split: --cutoff and --horizon move it.")
+        + "\n\n" + HISTORY_INPUTS,
         epilog="examples:\n"
         "  churnwatch evaluate --dataset cdnow               cutoff 1997-09-30, horizon 180\n"
+        "  churnwatch evaluate --dataset cdnow --cutoff 1997-06-30 --horizon 273   another split\n"
         "  churnwatch evaluate --dataset synthetic --customers 500 --plot precision.png\n"
         "  churnwatch evaluate --purchases sales.csv --map customer_id=cust,ts=date,"
         "amount=spend \\\n      --cutoff 2024-06-30 --horizon 90 --json report.json")
@@ -454,6 +463,9 @@ def _add_history_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
                    "(cdnow 180, synthetic 90)")
     e.add_argument("--lookback", type=float, default=90.0, metavar="DAYS",
                    help="an alert counts when raised this many days before the cutoff (90)")
+    e.add_argument("--budget", type=float, default=100.0, metavar="N",
+                   help="alerts per 1,000 customers per month the team can act on: the "
+                   "report suggests the risk threshold that fits it (100)")
     e.add_argument("--broker-url", metavar="URL",
                    help="use this broker (topics and group of the run's own) instead of "
                    "starting the embedded one; a worker is started either way")
@@ -527,6 +539,9 @@ def _run_history(args: argparse.Namespace, settings: Settings) -> int:
             return fail("give --cutoff DATE and --horizon DAYS for your own files")
         if horizon <= 0 or args.lookback <= 0:
             return fail("--horizon and --lookback must be positive numbers of days")
+        if not 0 < args.budget <= 1000:
+            return fail(f"--budget {args.budget:g}: give alerts per 1,000 customers per "
+                        "month, more than 0 and at most 1000, e.g. 100")
         return _evaluate(args, settings, loaded, cutoff, horizon, progress, ds.name)
     except (mapping.MappingError, EvaluationError) as exc:
         return fail(str(exc), 1 if isinstance(exc, EvaluationError) else 2)
@@ -578,7 +593,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings, loaded: Loaded,
     from .evaluate import plot, run, table
 
     report = run(settings, loaded, cutoff, horizon, args.lookback, args.broker_url,
-                 sys.stderr, progress)
+                 sys.stderr, progress, args.budget)
     report["dataset"] = name
     raw = orjson.dumps(report, option=orjson.OPT_INDENT_2)
     if args.json:

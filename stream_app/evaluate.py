@@ -51,6 +51,11 @@ from .scoring import risk_score
 from .settings import Settings
 from .state import CustomerState
 
+#: The risk's horizon when the policy names none: "no purchase in the next 90 days".
+DEFAULT_MODEL_HORIZON = 90.0
+#: Alerts per 1,000 customers per month a team can act on, when not given.
+DEFAULT_BUDGET = 100.0
+
 #: After the last commit, how long the changelog may take to show every customer.
 STATE_WAIT_SECONDS = 60
 
@@ -126,6 +131,11 @@ def read_states(s: Settings, expect: dict[str, float], timeout: float,
         consumer.close()
 
 
+def model_horizon_days(policy: Any) -> float:
+    """H of the risk's probability: the policy's ``[model].horizon_days``, else 90 days."""
+    return float(getattr(getattr(policy, "model", None), "horizon_days", DEFAULT_MODEL_HORIZON))
+
+
 def score_at(states: dict[str, CustomerState], cutoff: float, s: Settings
              ) -> dict[str, float]:
     """Risk of every customer at the cutoff, with the policy the worker ran with."""
@@ -151,7 +161,8 @@ def _broker(base: Settings, broker_url: str | None, workdir: Path, run_id: str
 
 def run(base: Settings, loaded: Loaded, cutoff: float, horizon_days: float,
         lookback_days: float, broker_url: str | None = None,
-        out: TextIO | None = None, progress: Progress | None = None) -> dict[str, Any]:
+        out: TextIO | None = None, progress: Progress | None = None,
+        budget_per_1000: float = DEFAULT_BUDGET) -> dict[str, Any]:
     """The whole evaluation; returns the report as plain data (what ``--json`` writes)."""
     started = time.monotonic()
     log = out.write if out is not None else (lambda _text: 0)
@@ -188,14 +199,25 @@ def run(base: Settings, loaded: Loaded, cutoff: float, horizon_days: float,
         t = parse_ts(a["ts"])
         if isinstance(t, float):
             alerts.setdefault(a["customer_id"], []).append((t, int(a["episode"])))
-    report = evaluate_split(purchases, risk, alerts, Split(cutoff, horizon_days, lookback_days))
+    policy = s.policy()
+    h = model_horizon_days(policy)
+    try:
+        report = evaluate_split(purchases, risk, alerts,
+                                Split(cutoff, horizon_days, lookback_days, h),
+                                alert_threshold=policy.alerting.open_at,
+                                budget_per_1000=budget_per_1000)
+    except ModuleNotFoundError as exc:
+        if exc.name != "numpy":
+            raise
+        raise EvaluationError("the offline Pareto/NBD baseline is fitted with numpy: "
+                              "pip install 'churnwatch[eval]'") from None
     population = {c for c, ts in purchases.items() if min(ts) <= cutoff}
     stale = sorted(c for c in population
                    if c not in states or states[c].last_ts < last_event.get(c, 0.0))
     replay_seconds = processed_at - started
     report["split"] = {"cutoff": iso(cutoff), "horizon_days": horizon_days,
                        "label_end": iso(cutoff + horizon_days * DAY),
-                       "lookback_days": lookback_days}
+                       "lookback_days": lookback_days, "model_horizon_days": h}
     report["alerts"]["total_before_cutoff"] = sum(
         1 for ts in alerts.values() for t, _ in ts if t <= cutoff)
     report["customers"]["without_state"] = len(stale)
@@ -230,10 +252,64 @@ def num(x: float | None, places: int = 3) -> str:
     return "-" if x is None else f"{x:.{places}f}"
 
 
+RANKINGS = {"churnwatch": "churnwatch risk at the cutoff",
+            "recency": "recency (days since purchase)",
+            "frequency": "frequency (fewer purchases)",
+            "pareto_nbd_offline": "Pareto/NBD fitted offline"}
+
+
+def _ranking_cells(m: dict[str, Any]) -> str:
+    return (f"{num(m['auc']):>7}{pct(m['precision_at_1pct']):>8}"
+            f"{pct(m['precision_at_10pct']):>8}{pct(m['precision_at_20pct']):>8}")
+
+
+def _threshold_text(t: dict[str, Any] | None) -> str:
+    if t is None:
+        return "-"
+    who = "customer" if t["customers"] == 1 else "customers"
+    return (f"risk >= {t['threshold']:g}: {t['customers']:,} {who} at the cutoff "
+            f"({pct(t['share'])}, {t['per_1000_customers']:g} per 1,000), precision "
+            f"{pct(t['precision'])}, recall {pct(t['recall'])}")
+
+
+def _calibration_lines(cal: dict[str, Any]) -> list[str]:
+    h = cal["horizon_days"]
+    if not cal.get("available"):
+        return [f"calibration at {h:g} days: not measured ({cal['reason']})"]
+    rate = cal["no_purchase_rate"]
+    lines = [
+        f"calibration  the risk read as P(no purchase in the next {h:g} days), against no "
+        f"purchase in (cutoff, cutoff + {h:g} days]: {pct(rate)} of customers",
+        f"{'':<32}{'Brier':>7}{'ECE':>8}{'mean':>8}",
+    ]
+    names = {"churnwatch": "churnwatch risk / 100", "pareto_nbd_offline": RANKINGS[
+        "pareto_nbd_offline"]}
+    for key, text in names.items():
+        m = cal[key]
+        lines.append(f"{text:<32}{num(m['brier']):>7}{num(m['ece']):>8}"
+                     f"{pct(m['mean_predicted']):>8}")
+    if rate is not None:
+        lines.append(f"{'the rate for everyone':<32}{num(rate * (1 - rate)):>7}"
+                     f"{num(0.0):>8}{pct(rate):>8}")
+    lines += [
+        f"reliability  ({cal['bins']} equal-width bins of the predicted probability; ECE = "
+        "their count-weighted mean |predicted - observed|)",
+        f"{'  predicted':<14}{'churnwatch: mean':>17}{'observed':>10}{'customers':>11}"
+        f"{'Pareto/NBD: mean':>19}{'observed':>10}{'customers':>11}",
+    ]
+    for ours, theirs in zip(cal["churnwatch"]["reliability"],
+                            cal["pareto_nbd_offline"]["reliability"], strict=True):
+        span = f"  {100 * ours['low']:.0f}-{100 * ours['high']:.0f}%"
+        lines.append(f"{span:<14}{pct(ours['predicted']):>17}{pct(ours['observed']):>10}"
+                     f"{ours['count']:>11,}{pct(theirs['predicted']):>19}"
+                     f"{pct(theirs['observed']):>10}{theirs['count']:>11,}")
+    return lines
+
+
 def table(report: dict[str, Any], name: str) -> str:
     """The report for people."""
     c, a, sp, r = report["customers"], report["alerts"], report["split"], report["run"]
-    sc = report["scores"]
+    sc, rb = report["scores"], report["repeat_buyers"]
     lines = [
         f"Evaluation of {name}: cutoff {sp['cutoff']}, horizon {sp['horizon_days']:g} days "
         f"(to {sp['label_end'][:10]}), alerts counted in the {sp['lookback_days']:g} days "
@@ -242,19 +318,21 @@ def table(report: dict[str, Any], name: str) -> str:
         f"({pct(c['churn_rate'])}), {c['retained']:,} retained; "
         f"{c['excluded_first_purchase_after_cutoff']:,} excluded (first purchase after the "
         f"cutoff); {c['without_state']:,} without up-to-date state",
+        f"           repeat buyers (2+ purchases before the cutoff): {rb['customers']:,}, "
+        f"{rb['churned']:,} churned ({pct(rb['churn_rate'])})",
         "",
-        f"{'ranking by':<32}{'AUC':>8}{'prec@10%':>10}{'prec@20%':>10}",
+        f"{'':<32}{'all customers':^31}  {'repeat buyers':^31}",
+        f"{'ranking by':<32}{'AUC':>7}{'top 1%':>8}{'top 10%':>8}{'top 20%':>8}  "
+        f"{'AUC':>7}{'top 1%':>8}{'top 10%':>8}{'top 20%':>8}",
     ]
-    labels = {"churnwatch": "churnwatch risk at the cutoff",
-              "recency": "recency (days since purchase)",
-              "frequency": "frequency (fewer purchases)"}
-    for key, text in labels.items():
-        m = sc[key]
-        lines.append(f"{text:<32}{num(m['auc']):>8}{pct(m['precision_at_10pct']):>10}"
-                     f"{pct(m['precision_at_20pct']):>10}")
-    lines.append(f"{'random (the churn rate)':<32}{'0.500':>8}{pct(c['churn_rate']):>10}"
-                 f"{pct(c['churn_rate']):>10}")
+    for key, text in RANKINGS.items():
+        lines.append(f"{text:<32}{_ranking_cells(sc[key])}  {_ranking_cells(rb['scores'][key])}")
+    rate, rrate = pct(c["churn_rate"]), pct(rb["churn_rate"])
+    lines.append(f"{'random (the churn rate)':<32}{'0.500':>7}{rate:>8}{rate:>8}{rate:>8}  "
+                 f"{'0.500':>7}{rrate:>8}{rrate:>8}{rrate:>8}")
+    lines += ["", *_calibration_lines(report["calibration"])]
     lead = a["median_lead_days"]
+    budget = a["budget"]
     lines += [
         "",
         f"alerts     {a['customers_alerted']:,} customers alerted "
@@ -266,6 +344,13 @@ def table(report: dict[str, Any], name: str) -> str:
                                           f"{lead:+.0f} days (the alerting episode's first "
                                           "alert to the last purchase, "
                                           f"{a['lead_time_customers']:,} churners)"),
+        "           at the policy's alert threshold, " + _threshold_text(a["policy_threshold"]),
+        f"           for a budget of {budget['per_1000_customers_per_month']:g} alerts per "
+        "1,000 customers per month, a monthly list at",
+        "           " + _threshold_text(budget["suggested"]) + (
+            " (the riskiest tie alone is over the budget)"
+            if budget["suggested"] is not None and budget["suggested"]["per_1000_customers"]
+            > budget["per_1000_customers_per_month"] + 0.05 else ""),
         "",
         f"run        {r['events_replayed']:,} events replayed ({r['rows_rejected']:,} rows "
         f"rejected, {r['dead_letters']} dead letters) in {r['replay_and_processing_seconds']:.0f}"
@@ -275,7 +360,11 @@ def table(report: dict[str, Any], name: str) -> str:
 
 
 def plot(report: dict[str, Any], path: Path, name: str) -> None:
-    """Precision against the share of customers contacted, ours beside the baselines."""
+    """Precision against the share contacted, and the risk's reliability diagram.
+
+    Two panels in one file: how well it ranks (beside the baselines) and
+    whether its number can be read as a probability.
+    """
     try:
         import matplotlib
 
@@ -285,10 +374,12 @@ def plot(report: dict[str, Any], path: Path, name: str) -> None:
         raise EvaluationError("--plot needs matplotlib: pip install 'churnwatch[eval]'") from None
     curve, a = report["curve"], report["alerts"]
     x = [100 * b for b in curve["budgets"]]
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    fig, (ax, rel) = plt.subplots(1, 2, figsize=(14, 5.5), dpi=110,
+                                  gridspec_kw={"width_ratios": [1.35, 1]})
     styles = {"churnwatch": ("churnwatch risk", "#c0392b", 2.2),
               "recency": ("recency baseline", "#2c7fb8", 1.4),
-              "frequency": ("frequency baseline", "#7f7f7f", 1.4)}
+              "frequency": ("frequency baseline", "#7f7f7f", 1.4),
+              "pareto_nbd_offline": ("Pareto/NBD fitted offline", "#2ca25f", 1.4)}
     for key, (text, color, width) in styles.items():
         auc_value = report["scores"][key]["auc"]
         ys = [100 * v if v is not None else float("nan") for v in curve[key]]
@@ -308,6 +399,34 @@ def plot(report: dict[str, Any], path: Path, name: str) -> None:
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
+
+    cal = report["calibration"]
+    rel.plot([0, 100], [0, 100], color="black", linestyle="--", linewidth=1,
+             label="perfectly calibrated")
+    if cal.get("available"):
+        for key, text, color in (("churnwatch", "churnwatch risk", "#c0392b"),
+                                 ("pareto_nbd_offline", "Pareto/NBD fitted offline",
+                                  "#2ca25f")):
+            rows = [b for b in cal[key]["reliability"] if b["count"]]
+            px = [100 * b["predicted"] for b in rows]
+            py = [100 * b["observed"] for b in rows]
+            total = sum(b["count"] for b in rows) or 1
+            rel.plot(px, py, color=color, linewidth=1.4, marker="o", markersize=0)
+            rel.scatter(px, py, color=color, s=[8 + 400 * b["count"] / total for b in rows],
+                        zorder=5, label=f"{text} (ECE {num(cal[key]['ece'])}, "
+                        f"Brier {num(cal[key]['brier'])})")
+        rel.set_title(f"reliability: P(no purchase in {cal['horizon_days']:g} days)")
+    else:
+        rel.set_title(f"reliability at {cal['horizon_days']:g} days: not measured")
+    rel.set_xlabel("predicted probability (%; dot size = customers in the bin)")
+    rel.set_ylabel("observed: share with no purchase (%)")
+    rel.set_xlim(-2, 102)
+    rel.set_ylim(-2, 102)
+    rel.grid(alpha=0.3)
+    legend = rel.legend(loc="lower right", fontsize=8, scatterpoints=1)
+    for handle in legend.legend_handles:
+        if hasattr(handle, "set_sizes"):
+            handle.set_sizes([30])  # the bins' sizes mean nothing in the legend
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
