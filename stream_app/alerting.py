@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from .playbook import recommend, summary, summary_he
 from .policy import Policy
 from .records import ChurnAlert, SignalEvidence
-from .scoring import risk_score, route, severity
+from .scoring import risk_score, route, severity, value_at_risk
 from .signals import CODES, EVALUATORS, NEXT_CHECKS, Fired
 from .state import DAY, CustomerState
 
@@ -120,6 +120,8 @@ def assess(state: CustomerState, now: float, policy: Policy,
         ],
         actions=actions,
         route=route(risk, state, now, policy),
+        horizon_days=policy.model.horizon_days,
+        value_at_risk=value_at_risk(risk, state, now, policy),
         summary=summary(state.customer_id, risk, sev, fired, actions,
                            policy.model.horizon_days),
         summary_he=summary_he(state.customer_id, risk, sev, fired, actions,

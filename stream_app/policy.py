@@ -133,6 +133,10 @@ class Model:
     min_customers: int = doc(200, """
         Buyers a partition needs before its population numbers are fitted; until
         then the numbers below are used.""")
+    prior_customers: float = doc(50.0, """
+        A fit counts the numbers below as this many customers' worth of evidence:
+        it keeps the fit of a small or unusual partition finite and quick, and
+        weighs next to nothing in a large one.""")
     r: float = doc(0.5, "Purchase-rate shape (customers differ more the smaller it is)...")
     alpha: float = doc(30.0, """
         ...and scale in days: a living customer buys about r / alpha times a day.""")
@@ -155,7 +159,7 @@ def model_params(m: Model) -> ParetoNBD:
 class Scoring:
     """The risk's odds multipliers, severity bands and routing."""
 
-    odds_frequency_drop: float = _odds("FREQUENCY_DROP", 1.5)
+    odds_frequency_drop: float = _odds("FREQUENCY_DROP", 8.0)
     odds_overdue: float = _odds("OVERDUE (the model already counts the silence)", 1.0)
     odds_complaints: float = _odds("COMPLAINTS", 2.5)
     odds_unresponsive: float = _odds("UNRESPONSIVE", 1.8)
@@ -163,9 +167,9 @@ class Scoring:
     odds_competitor_probing: float = _odds("COMPETITOR_PROBING", 3.0)
     odds_compensation_escalation: float = _odds("COMPENSATION_ESCALATION", 2.0)
     odds_hostile_tone: float = _odds("HOSTILE_TONE", 2.0)
-    odds_neglected: float = _odds("NEGLECTED", 1.5)
-    medium_at: float = doc(60.0, "Risk (percent) from which an alert's severity is medium...")
-    high_at: float = doc(80.0, "...high...")
+    odds_neglected: float = _odds("NEGLECTED", 3.0)
+    medium_at: float = doc(45.0, "Risk (percent) from which an alert's severity is medium...")
+    high_at: float = doc(70.0, "...high...")
     critical_at: float = doc(90.0, "...and critical.")
     high_value_spend: float = doc(5000.0, """
         Spend over the last year (365 days of event time) at which a customer
@@ -180,11 +184,11 @@ class Scoring:
 class Alerting:
     """When an alert is raised, re-raised and closed (no alert storms)."""
 
-    open_at: float = doc(70.0, """
+    open_at: float = doc(45.0, """
         An episode opens when the risk (percent) reaches this and a signal gives a
         reason; `churnwatch evaluate --budget N` suggests the value for a team that
         can act on N alerts per 1,000 customers a month...""")
-    close_below: float = doc(50.0, "...and closes when it falls below this (hysteresis).")
+    close_below: float = doc(30.0, "...and closes when it falls below this (hysteresis).")
     escalate_step: float = doc(10.0, """
         Within an episode, re-alert when the risk rises by this much or a new
         signal joins; otherwise stay quiet.""")

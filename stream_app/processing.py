@@ -45,6 +45,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import orjson
@@ -496,7 +497,8 @@ class Processor:
         start = model_params(pm.policy.model)
         started = time.monotonic()
         try:
-            params = await asyncio.to_thread(fit, pm.cells, now / DAY, start)
+            params = await asyncio.to_thread(partial(
+                fit, pm.cells, now / DAY, start, prior_weight=m.prior_customers))
         except (ValueError, ArithmeticError) as exc:
             log.warning("purchase model fit failed; the previous numbers stay", extra={
                 "fields": {"partition": partition, "error": f"{type(exc).__name__}: {exc}"}})

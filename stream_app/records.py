@@ -27,6 +27,8 @@ from faust.models.fields import (
 )
 
 SCHEMA_VERSION = 1
+#: The churn-alerts topic's version (schemas/churn-alerts.v2.json).
+ALERT_SCHEMA_VERSION = 2
 
 DIRECTIONS = ("inbound", "outbound")
 CONTACT_CHANNELS = ("phone", "email", "sms", "social", "chat", "in_person")
@@ -122,7 +124,11 @@ class ChurnAlert(faust.Record, include_metadata=False, validation=False, seriali
     summary: str
     summary_he: str
     episode: int
-    schema_version: int = SCHEMA_VERSION
+    #: The horizon of the risk (its probability is of no purchase in this many days).
+    horizon_days: float = 90.0
+    value_at_risk: float = 0.0
+    #: Version 2: ``risk_score`` is that probability in percent.
+    schema_version: int = ALERT_SCHEMA_VERSION
 
 
 class DeadLetter(faust.Record, include_metadata=False, validation=False, serializer="json"):

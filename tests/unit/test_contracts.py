@@ -31,7 +31,8 @@ INPUTS = ("purchases", "contacts", "complaints", "feedback")
 
 
 def schema(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((SCHEMAS / f"{name}.v1.json").read_text())
+    version = 2 if name == "churn-alerts" else 1
+    doc: dict[str, Any] = json.loads((SCHEMAS / f"{name}.v{version}.json").read_text())
     jsonschema.Draft202012Validator.check_schema(doc)
     return doc
 
