@@ -74,12 +74,21 @@ def assess(state: CustomerState, now: float, policy: Policy,
     than loses it.
     """
     fired = evaluate_signals(state, now, policy)
-    risk = risk_score(state, fired, now, policy)
     codes = [f.code for f in fired]
-    state.risk, state.active = risk, codes
+    state.active = codes
     state.due_ts = next_due(state, now, policy, codes)
     a = state.alerting
-    if a.open and risk < policy.alerting.close_below:
+    if not a.open and (not fired or silenced(state, now)):
+        # Nothing to open or close: the risk (the model's arithmetic) is not
+        # needed, and most assessments end here.
+        return None
+    risk = risk_score(state, fired, now, policy)
+    state.risk = risk
+    if (a.open and risk < policy.alerting.close_below
+            and not any(c in policy.alerting.opens_alone for c in codes)):
+        # Closed once the risk is low and nothing that calls for an action of
+        # its own is still active: an episode a complaint opened for a
+        # customer who still buys lasts as long as the complaints do.
         a.open, a.codes, a.risk, a.severity = False, [], 0.0, ""
         return None
     if not fired or silenced(state, now):
@@ -87,7 +96,8 @@ def assess(state: CustomerState, now: float, policy: Policy,
     cooldown = policy.alerting.cooldown_days * DAY
     fresh = {c for c in codes if now - a.alerted_at.get(c, float("-inf")) > cooldown}
     if not a.open:
-        if risk < policy.alerting.open_at or not fresh:
+        if not fresh or (risk < policy.alerting.open_at
+                         and fresh.isdisjoint(policy.alerting.opens_alone)):
             return None
         a.episode += 1
         a.open = True

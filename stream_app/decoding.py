@@ -535,13 +535,15 @@ def _first_problem(spec: dict[str, tuple[bool, Check]], data: dict[str, Any]) ->
     """
     for name, v in data.items():
         rule = COMMON.get(name) or spec.get(name)
-        if rule is None or (v is None and not rule[0]):
-            continue
+        if rule is None or v is None:
+            continue  # null is absent: optional, or missing (reported below)
         problem = rule[1](name, v)
         if problem:
             return Rejected(problem, "bad_ts" if name == "ts" else "bad_field")
     for table in (COMMON, spec):
         for name, (required, _) in table.items():
             if required and data.get(name) is None:
-                return Rejected(f"missing required field '{name}'", "missing_field")
+                said = "is null" if name in data else "is missing"
+                return Rejected(f"missing required field '{name}' (it {said})",
+                                "missing_field")
     return None

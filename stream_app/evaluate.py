@@ -45,9 +45,9 @@ from .demo import (
 )
 from .evaluation import DAY, Split, evaluate_split
 from .mapping import Loaded, MappedEvent
-from .processing import is_customer_key
+from .processing import MODEL_PREFIX, is_customer_key, read_fit
 from .replay import send
-from .scoring import risk_score
+from .scoring import risk_probability
 from .settings import Settings
 from .state import CustomerState
 
@@ -90,8 +90,10 @@ def split_events(loaded: Loaded, cutoff: float, horizon_days: float
 
 
 def read_states(s: Settings, expect: dict[str, float], timeout: float,
-                progress: Progress) -> dict[str, CustomerState]:
-    """Each customer's latest state from the changelog.
+                progress: Progress, fits: dict[int, bytes] | None = None
+                ) -> dict[str, CustomerState]:
+    """Each customer's latest state from the changelog (and into ``fits``, each
+    partition's purchase-model fit, when the worker fitted one).
 
     ``expect`` maps customer -> event time of their last replayed event; the
     read goes on until every such customer's state has reached it (the
@@ -114,7 +116,9 @@ def read_states(s: Settings, expect: dict[str, float], timeout: float,
                     changed.add(m.key)
             for key in changed:
                 if not is_customer_key(key):
-                    continue  # the worker's alert checkpoints
+                    if fits is not None and key.startswith(MODEL_PREFIX):
+                        fits[int(key[len(MODEL_PREFIX):])] = latest[key]
+                    continue  # the worker's alert checkpoints and fits
                 try:
                     st = CustomerState.from_bytes(latest[key])
                 except (KeyError, TypeError, ValueError):
@@ -136,12 +140,20 @@ def model_horizon_days(policy: Any) -> float:
     return float(getattr(getattr(policy, "model", None), "horizon_days", DEFAULT_MODEL_HORIZON))
 
 
-def score_at(states: dict[str, CustomerState], cutoff: float, s: Settings
-             ) -> dict[str, float]:
-    """Risk of every customer at the cutoff, with the policy the worker ran with."""
-    policy = s.policy()
-    return {cid: risk_score(st, evaluate_signals(st, cutoff, policy), cutoff, policy)
-            for cid, st in states.items()}
+def score_at(states: dict[str, CustomerState], cutoff: float, s: Settings,
+             fits: dict[int, bytes] | None = None) -> dict[str, float]:
+    """Risk of every customer at the cutoff, with the policy the worker ran with
+    and the population numbers it had fitted for the customer's partition."""
+    base = s.policy()
+    policies = {p: read_fit(raw, base)[0] for p, raw in (fits or {}).items()}
+    scores = {}
+    for cid, st in states.items():
+        policy = policies.get(st.partition, base)
+        # Unrounded: the alert's one decimal would tie thousands of customers
+        # near 100% whom the probability itself tells apart.
+        scores[cid] = 100.0 * risk_probability(st, evaluate_signals(st, cutoff, policy),
+                                               cutoff, policy)
+    return scores
 
 
 @contextlib.contextmanager
@@ -190,10 +202,11 @@ def run(base: Settings, loaded: Loaded, cutoff: float, horizon_days: float,
                 raise EvaluationError(str(exc)) from None
             processed_at = time.monotonic()
             progress.phase()
-            states = read_states(s, last_event, STATE_WAIT_SECONDS, progress)
+            fits: dict[int, bytes] = {}
+            states = read_states(s, last_event, STATE_WAIT_SECONDS, progress, fits)
             finish_reading(got, stop, reader)
             progress.clear()
-    risk = score_at(states, cutoff, s)
+    risk = score_at(states, cutoff, s, fits)
     alerts: dict[str, list[tuple[float, int]]] = {}
     for a in got.alerts:
         t = parse_ts(a["ts"])

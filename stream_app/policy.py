@@ -12,7 +12,6 @@ import json
 import textwrap
 import tomllib
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -127,6 +126,12 @@ class Model:
 
     horizon_days: float = doc(90.0, """
         The risk is the probability of no purchase in this many days.""")
+    fit: bool = doc(False, """
+        Fit the population numbers below to each partition's customers as events
+        arrive (every refit_days, kept in the state table); off, the numbers below
+        are used as they are. Off by default: on the data measured so far the
+        numbers below ranked and calibrated as well as fitted ones (see the
+        README's evaluation).""")
     refit_days: float = doc(30.0, """
         Days of event time between two fits of a partition's population numbers
         (warm-started from the last fit, stored in the state table).""")
@@ -148,18 +153,31 @@ class Model:
         complaints so far).""")
 
 
-@lru_cache(maxsize=64)
+_PARAMS: dict[int, tuple[Model, ParetoNBD]] = {}
+
+
 def model_params(m: Model) -> ParetoNBD:
-    """The population numbers a policy's ``[model]`` holds (fitted or default),
-    built once per policy: they are asked for at every assessment."""
-    return ParetoNBD(m.r, m.alpha, m.s, m.beta)
+    """The population numbers a policy's ``[model]`` holds (fitted or default).
+
+    Built once per ``[model]`` object and found again by identity: they are
+    asked for several times in every assessment, and hashing the frozen
+    section's fields each time cost more than the model's own arithmetic.
+    """
+    hit = _PARAMS.get(id(m))
+    if hit is not None and hit[0] is m:
+        return hit[1]
+    if len(_PARAMS) > 256:  # old fits: let them go
+        _PARAMS.clear()
+    params = ParetoNBD(m.r, m.alpha, m.s, m.beta)
+    _PARAMS[id(m)] = (m, params)
+    return params
 
 
 @dataclass(frozen=True, slots=True)
 class Scoring:
     """The risk's odds multipliers, severity bands and routing."""
 
-    odds_frequency_drop: float = _odds("FREQUENCY_DROP", 8.0)
+    odds_frequency_drop: float = _odds("FREQUENCY_DROP", 2.0)
     odds_overdue: float = _odds("OVERDUE (the model already counts the silence)", 1.0)
     odds_complaints: float = _odds("COMPLAINTS", 2.5)
     odds_unresponsive: float = _odds("UNRESPONSIVE", 1.8)
@@ -167,7 +185,7 @@ class Scoring:
     odds_competitor_probing: float = _odds("COMPETITOR_PROBING", 3.0)
     odds_compensation_escalation: float = _odds("COMPENSATION_ESCALATION", 2.0)
     odds_hostile_tone: float = _odds("HOSTILE_TONE", 2.0)
-    odds_neglected: float = _odds("NEGLECTED", 3.0)
+    odds_neglected: float = _odds("NEGLECTED", 1.5)
     medium_at: float = doc(45.0, "Risk (percent) from which an alert's severity is medium...")
     high_at: float = doc(70.0, "...high...")
     critical_at: float = doc(90.0, "...and critical.")
@@ -188,8 +206,15 @@ class Alerting:
         An episode opens when the risk (percent) reaches this and a signal gives a
         reason; `churnwatch evaluate --budget N` suggests the value for a team that
         can act on N alerts per 1,000 customers a month...""")
+    opens_alone: tuple[str, ...] = doc((
+        "COMPLAINTS", "TECHNICAL_FAULTS", "COMPENSATION_ESCALATION", "COMPETITOR_PROBING",
+        "HOSTILE_TONE", "NEGLECTED"), """
+        ...or when one of these signals fires, whatever the risk: each calls for an
+        action of its own (act on the complaint, notify of the fault, answer the
+        competitor's offer, listen, show appreciation), even for a customer who
+        still buys and whose chance of leaving is low...""")
     close_below: float = doc(30.0, "...and closes when it falls below this (hysteresis).")
-    escalate_step: float = doc(10.0, """
+    escalate_step: float = doc(20.0, """
         Within an episode, re-alert when the risk rises by this much or a new
         signal joins; otherwise stay quiet.""")
     cooldown_days: float = doc(14.0, """
@@ -312,7 +337,11 @@ def _check_value(where: str, name: str, value: Any, default: Any) -> Any:
                 isinstance(v, str) and v.strip() for v in value):
             raise PolicyError(f"{where}: expected a list of non-empty strings, got {value!r}")
         return tuple(value)
-    if isinstance(default, bool) or isinstance(value, bool):
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise PolicyError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(value, bool):
         raise PolicyError(f"{where}: expected a number, got {value!r}")
     if isinstance(default, int) and not isinstance(default, bool):
         if not isinstance(value, int):
@@ -361,6 +390,12 @@ def policy_from_mapping(data: dict[str, Any], source: str = "policy") -> Policy:
 
 def _check_consistency(p: Policy, source: str) -> None:
     h, fd, a, s = p.history, p.frequency_drop, p.alerting, p.scoring
+    # Every signal has an odds key (a test holds them to the signals).
+    codes = {f.name[len("odds_"):].upper() for f in fields(s) if f.name.startswith("odds_")}
+    unknown = sorted(set(a.opens_alone) - codes)
+    if unknown:
+        raise PolicyError(f"{source}: [alerting].opens_alone: unknown signal "
+                          f"{', '.join(unknown)}; known: {', '.join(sorted(codes))}")
     if fd.recent_buckets + fd.baseline_buckets > h.buckets_kept:
         raise PolicyError(
             f"{source}: [history].buckets_kept ({h.buckets_kept}) must cover "
@@ -411,7 +446,8 @@ def policy_toml(policy: Policy, documented: bool = False) -> str:
         lines.append(f"[{section.name}]")
         for f in fields(values):
             v = getattr(values, f.name)
-            text = json.dumps(list(v), ensure_ascii=False) if isinstance(v, tuple) else repr(v)
+            text = (json.dumps(list(v), ensure_ascii=False) if isinstance(v, tuple)
+                    else json.dumps(v) if isinstance(v, bool) else repr(v))
             if documented and f.metadata.get("doc"):
                 lines.extend(comment(f.metadata["doc"]))
             lines.append(f"{f.name} = {text}")

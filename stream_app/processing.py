@@ -53,7 +53,7 @@ import orjson
 from . import metrics
 from .alerting import assess, iso
 from .clock import DueIndex
-from .decoding import MAX_EVENT_BYTES, REASON_CODES, Decoded, Rejected, decode
+from .decoding import MAX_EVENT_BYTES, REASON_CODES, Decoded, Rejected, decode, show
 from .model import Cells, ParetoNBD, fit
 from .ordering import MergeQueue
 from .policy import Policy, model_params
@@ -453,7 +453,7 @@ class Processor:
             partition = d["partition"]
             self.due.schedule(partition, key.decode(), d["due_ts"])
             first = d["first_purchase_ts"]
-            if first is not None:
+            if first is not None and self.policy.model.fit:
                 x = d.get("repeat_days", max(0, d["purchases"] - 1))
                 self._model(partition).cells.add(x, first / DAY, d["last_purchase_ts"] / DAY)
         for partition, raw in fits.items():
@@ -482,8 +482,10 @@ class Processor:
         In a thread, so that the other partitions go on while it runs (this
         partition waits: its lock is held, so its histogram does not change).
         """
-        pm = self._model(partition)
         m = self.policy.model
+        if not m.fit:
+            return
+        pm = self._model(partition)
         if pm.next_fit is None:
             pm.next_fit = now + m.refit_days * DAY
             pm.dirty = True
@@ -750,6 +752,16 @@ class Processor:
         cid = d.record.customer_id
         state = self.load(cid)
         if state is not None:
+            if 0 <= state.partition != partition:
+                # Keyed two ways (``C1`` and ``"C1"`` hash apart): offsets of
+                # two partitions are not comparable, and applying it would
+                # split the customer's history.  Refused, never skipped.
+                await self._reject(
+                    work, q.topic, partition, q.offset, q.key, q.value,
+                    f"customer {show(cid)}'s events arrive on partitions {state.partition} and "
+                    f"{partition}: key every event of a customer the same way (its "
+                    "customer_id, as a plain string)", "key_mismatch")
+                return
             if already_applied(state, q.topic, q.offset):
                 # The clock moves over events applied before a crash too, so
                 # that it follows the same course as in a run that never stopped.
@@ -776,14 +788,15 @@ class Processor:
         if state.first_ts == 0.0:
             self.customers += 1
             metrics.CUSTOMERS.set(self.customers)
-        if isinstance(d.record, Purchase):
+        counted = self.policy.model.fit and isinstance(d.record, Purchase)
+        if counted:
             cells = self._model(partition).cells
             before = purchase_cell(state)
             if before is not None:
                 cells.remove(*before)
         apply_event(state, d.record, d.ts, topic=q.topic, partition=partition,
                     offset=q.offset, policy=self.policy)
-        if isinstance(d.record, Purchase):
+        if counted:
             after = purchase_cell(state)
             assert after is not None
             cells.add(*after)

@@ -129,7 +129,8 @@ class CustomerState:
     notes: list[list[Any]] = field(default_factory=list)
     # Alerting
     alerting: Alerting = field(default_factory=Alerting)
-    #: Last assessed risk and active signal codes (for look-ups and decay).
+    #: The risk at the last assessment that needed it (one with a signal or an
+    #: open episode), and the signal codes active at the last assessment.
     risk: float = 0.0
     active: list[str] = field(default_factory=list)
     #: Event time at which the timer sweep must look at this customer again.

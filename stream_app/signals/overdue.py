@@ -23,11 +23,24 @@ CODE = "OVERDUE"
 
 
 def _rate(state: CustomerState, policy: Policy) -> tuple[float, float, float]:
-    """(r + x, alpha + t_x, t_x) of the customer's purchase rate as of the last purchase."""
+    """(r + x, alpha + t_x, the late threshold in days) as of the last purchase.
+
+    Kept in the state's memo: it changes only with a purchase (or new
+    population numbers), and every assessment asks for it twice.
+    """
     assert state.first_purchase_ts is not None and state.last_purchase_ts is not None
+    key = (state.repeat_days, state.first_purchase_ts, state.last_purchase_ts, policy)
+    memo = state.memo.get(CODE)
+    if memo is not None and memo[0] == key:
+        return memo[1]  # type: ignore[no-any-return]
     p = model_params(policy.model)
     t_x = (state.last_purchase_ts - state.first_purchase_ts) / DAY
-    return p.r + state.repeat_days, p.alpha + t_x, t_x
+    shape, scale = p.r + state.repeat_days, p.alpha + t_x
+    q = policy.overdue.max_silence_probability
+    limit = max(policy.overdue.min_days, scale * math.expm1(-math.log(q) / shape))
+    rate = (shape, scale, limit)
+    state.memo[CODE] = (key, rate)
+    return rate
 
 
 def typical_gap_days(state: CustomerState, policy: Policy) -> float:
@@ -43,9 +56,7 @@ def threshold_days(state: CustomerState, policy: Policy) -> float:
     Closed form: the model's silence probability is
     ``((alpha + t_x) / (alpha + t_x + d)) ** (r + x)`` for ``d`` days.
     """
-    shape, scale, _ = _rate(state, policy)
-    q = policy.overdue.max_silence_probability
-    return max(policy.overdue.min_days, scale * math.expm1(-math.log(q) / shape))
+    return _rate(state, policy)[2]
 
 
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:

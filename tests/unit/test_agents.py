@@ -58,22 +58,42 @@ async def fetched(topic: str, key: bytes, *values: bytes) -> None:
     await processor.settled()  # the flush's writing goes on in the background
 
 
-def complaint(cid: str, n: int, day: int, severity: int) -> bytes:
+def purchase(cid: str, n: int, day: int) -> bytes:
+    return orjson.dumps({"event_id": f"{cid}-p{n}", "customer_id": cid, "ts": at(day),
+                         "amount": 50})
+
+
+def complaint(cid: str, n: int, day: int, severity: int,
+              compensation: float | None = None) -> bytes:
     return orjson.dumps({"event_id": f"{cid}-k{n}", "customer_id": cid, "ts": at(day),
-                         "category": "billing", "severity": severity})
+                         "category": "billing", "severity": severity,
+                         "compensation_requested": compensation})
 
 
 async def test_complaints_agent_updates_the_table_alerts_and_escalates(
         sent: dict[str, list[Any]]) -> None:
-    await fetched("complaints", b"agent-c1",
-                  *(complaint("agent-c1", n, day, 4) for n, day in enumerate((10, 12, 14, 15))))
+    # A customer who bought every month for a year, then went quiet...
+    await fetched("purchases", b"agent-c1",
+                  *(purchase("agent-c1", n, day) for n, day in enumerate(range(0, 361, 30))))
+    assert sent["alerts"] == []
+    # ...and two months on complains heavily: three complaints in five days,
+    # then a demand for compensation, then a mild word.
+    await fetched("complaints", b"agent-c1", *(
+        complaint("agent-c1", n, day, severity, compensation)
+        for n, (day, severity, compensation) in enumerate(
+            ((425, 4, None), (427, 4, None), (429, 4, None), (435, 4, 800.0), (436, 2, None)))))
     state = CustomerState.from_bytes(customer_to_state[b"agent-c1"])
-    assert len(state.complaints) == 4
-    first, second = sent["alerts"]  # the 4th complaint adds too little to re-alert
-    assert first.signals[0].evidence == ["agent-c1-k0", "agent-c1-k1"]
+    assert state.purchases == 13 and len(state.complaints) == 5
+    first, second = sent["alerts"]  # the mild last complaint adds too little to re-alert
+    assert [s.code for s in first.signals] == ["COMPLAINTS"]
+    assert first.signals[0].evidence == ["agent-c1-k0", "agent-c1-k1", "agent-c1-k2"]
+    assert first.risk_score >= processor.policy.alerting.open_at
+    # The demand for compensation joins as a second reason: the alert escalates.
+    assert {s.code for s in second.signals} == {"COMPLAINTS", "COMPENSATION_ESCALATION"}
     assert second.episode == first.episode == 1
-    assert second.risk_score >= first.risk_score + 15
+    assert second.risk_score >= first.risk_score + processor.policy.alerting.escalate_step
     assert second.alert_id != first.alert_id
+    assert state.alerting.sent == 2 and state.alerting.open
 
 
 async def test_malformed_input_is_dead_lettered_and_the_agent_keeps_going(

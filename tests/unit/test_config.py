@@ -84,10 +84,17 @@ def test_several_brokers() -> None:
 
 
 @pytest.mark.parametrize("text, named", [
-    ("[overdue]\nmultiple = 'x'\n", r"\[overdue\].multiple"),
-    ("[overdue]\nmultipel = 3\n", r"\[overdue\].multipel is not a setting"),
+    ("[overdue]\nmax_silence_probability = 'x'\n",
+     r"\[overdue\].max_silence_probability: expected a number"),
+    ("[overdue]\nmax_silence_probability = 1.5\n",
+     r"\[overdue\].max_silence_probability: expected a value in \(0, 1\]"),
+    ("[overdue]\nmultiple = 3\n", r"\[overdue\].multiple is not a setting"),  # gone
     ("[nonsense]\na = 1\n", r"unknown section \[nonsense\]"),
-    ("[scoring]\nweight_overdue = 150\n", r"\[scoring\].weight_overdue"),
+    ("[scoring]\nodds_overdue = 150\n", r"\[scoring\].odds_overdue: expected an odds"),
+    ("[scoring]\nodds_complaints = 0\n", r"\[scoring\].odds_complaints: expected an odds"),
+    ("[scoring]\nweight_overdue = 0.5\n", r"\[scoring\].weight_overdue is not a setting"),
+    ("[model]\nalpha = 0\n", r"\[model\].alpha: expected a value above 0"),
+    ("[model]\nno_purchase_risk = 1.5\n", r"\[model\].no_purchase_risk: expected a value in"),
     ("[frequency_drop]\nmax_probability = 2\n", r"\[frequency_drop\].max_probability"),
     ("[alerting]\nopen_at = 10.0\nclose_below = 20.0\n", r"\[alerting\].close_below"),
     ("[history\n", "not valid TOML"),
@@ -107,9 +114,12 @@ def test_printed_defaults_load_back_unchanged(tmp_path: Path) -> None:
 
 def test_partial_policy_keeps_other_defaults(tmp_path: Path) -> None:
     f = tmp_path / "policy.toml"
-    f.write_text("[overdue]\nmultiple = 4\n")
+    f.write_text("[overdue]\nmax_silence_probability = 0.05\n[model]\nhorizon_days = 60\n")
     p = load_policy(f)
-    assert p.overdue.multiple == 4.0 and p.overdue.min_days == Policy().overdue.min_days
+    assert p.overdue.max_silence_probability == 0.05
+    assert p.overdue.min_days == Policy().overdue.min_days
+    assert p.model.horizon_days == 60.0 and isinstance(p.model.horizon_days, float)
+    assert p.model.r == Policy().model.r and p.scoring == Policy().scoring
 
 
 def test_cli_reports_a_bad_setting_and_exits_2(monkeypatch: pytest.MonkeyPatch,

@@ -170,25 +170,62 @@ def test_schema_and_decoder_agree_at_the_ends_of_the_year_range(ts: str) -> None
 
 
 def test_emitted_alerts_and_dead_letters_match_their_schemas() -> None:
-    s = buyer(7, 200)
-    for day in (195, 197, 199):
+    # A monthly buyer for a year, silent for two months, who then complains.
+    s = buyer(30, 360)
+    for day in (425, 427, 429):
         complaint(s, day, severity=4)
-    alert = assess(s, epoch(200), Policy(), emitted_at=epoch(200))
+    policy = Policy()
+    alert = assess(s, epoch(430), policy, emitted_at=epoch(430))
     assert alert is not None
-    validator("churn-alerts").validate(orjson.loads(alert.dumps()))
+    encoded = orjson.loads(alert.dumps())
+    validator("churn-alerts").validate(encoded)
+    assert encoded["schema_version"] == 2
+    assert encoded["horizon_days"] == policy.model.horizon_days
+    assert 0 < encoded["value_at_risk"] < s.spend
+    # The summary says what the number means.
+    percent = f"{alert.risk_score:.0f}%"
+    assert (f"({alert.severity} risk: {percent} chance of no purchase in "
+            f"{policy.model.horizon_days:g} days)") in alert.summary
+    assert f"{percent} שלא יקנה ב-{policy.model.horizon_days:g} הימים הקרובים" in alert.summary_he
     letter = dead_letter("purchases", 2, 17, b"c1", b"\xff\xfe not utf-8", "not valid JSON")
     encoded = orjson.loads(letter.dumps())
     validator("dead-letters").validate(encoded)
     assert encoded["value_encoding"] == "base64"
 
 
-def test_every_signal_has_a_schema_code_a_weight_and_a_hebrew_clause() -> None:
+def test_only_version_2_of_the_alert_schema_is_published() -> None:
+    assert sorted(p.name for p in SCHEMAS.glob("churn-alerts.*.json")) == ["churn-alerts.v2.json"]
+    assert records.ALERT_SCHEMA_VERSION == 2
+    assert "Version 2" in schema("churn-alerts")["description"]
+
+
+def test_every_signal_has_a_schema_code_an_odds_multiplier_and_a_hebrew_clause() -> None:
+    from dataclasses import fields, replace
+
     from stream_app.playbook import _clause_he
-    from stream_app.scoring import weight
+    from stream_app.policy import Scoring
+    from stream_app.scoring import odds_multiplier, risk_probability
     from stream_app.signals import CODES, Fired
 
     assert set(CODES) == set(records.SIGNAL_CODES)
+    keys = {f.name: f for f in fields(Scoring)}
+    assert {k for k in keys if k.startswith("odds_")} == {"odds_" + c.lower() for c in CODES}
+    assert not [k for k in keys if k.startswith("weight_")]  # the old premise is gone
+    state, now = buyer(30, 360), epoch(400)
     for code in CODES:
-        assert weight(code, Policy()) > 0, code
+        key = "odds_" + code.lower()
+        assert keys[key].metadata.get("doc"), key
+        default = odds_multiplier(code, Policy())
+        assert default == getattr(Policy().scoring, key) and default >= 1.0, code
+        # The key is the one the score reads: at full strength the odds are
+        # multiplied by it, at half strength by its square root.
+        policy = replace(Policy(), scoring=replace(Policy().scoring, **{key: 4.0}))
+        base = risk_probability(state, [], now, policy)
+        for strength, factor in ((1.0, 4.0), (0.5, 2.0)):
+            fired = Fired(code, strength, 3.0, 1.0, 2.0, "w", (), "d")
+            p = risk_probability(state, [fired], now, policy)
+            assert p / (1 - p) == pytest.approx(factor * base / (1 - base)), (code, strength)
         fired = Fired(code, 1.0, 3.0, 1.0, 2.0, "w", (), "d")
         assert _clause_he(fired) != code
+    # Every signal but the silence the purchase model already counts raises the risk.
+    assert {c for c in CODES if odds_multiplier(c, Policy()) > 1.0} == set(CODES) - {"OVERDUE"}

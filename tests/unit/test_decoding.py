@@ -281,4 +281,8 @@ def test_epoch_seconds_agree_across_offsets_and_dates() -> None:
 def test_the_first_bad_field_in_the_event_is_the_reason() -> None:
     assert "'amount'" in reason(b"c1", b'{"amount": "x", "currency": "ils", "ts": 1}')
     assert "'currency'" in reason(b"c1", b'{"currency": "ils", "amount": "x", "ts": 1}')
-    assert reason(b"c1", b'{"amount": 1}') == "missing required field 'event_id'"
+    assert reason(b"c1", b'{"amount": 1}') == "missing required field 'event_id' (it is missing)"
+    # A null required field is missing, not of the wrong type.
+    nulled = decode("purchases", b"c1", b'{"event_id": null, "amount": 1}')
+    assert isinstance(nulled, Rejected) and nulled.code == "missing_field"
+    assert nulled.reason == "missing required field 'event_id' (it is null)"

@@ -289,3 +289,18 @@ def test_random_input_cannot_add_metric_series() -> None:
     assert len(out.dead) == 2050
     assert _dead_letter_series() == before
     assert before <= len(KINDS) * len(REASON_CODES)
+
+
+def test_a_customer_keyed_two_ways_is_refused_not_skipped() -> None:
+    """``C1`` and ``"C1"`` hash to different partitions: the second partition's
+    offsets say nothing about the first's, so its events must not be taken
+    for redeliveries (silently skipped) nor split the customer's history."""
+    out = Outputs()
+    proc = Processor({}, Policy(), out.send_alert, out.send_dead, KINDS, wall=lambda: WALL)
+    run(proc, [("purchases", 0, 5, b"c1", purchase("c1", "2025-03-01T10:00:00Z", "p-1")),
+               ("purchases", 3, 0, b'"c1"', purchase("c1", "2025-03-02T10:00:00Z", "p-2"))])
+    [letter] = out.dead
+    assert (letter.partition, letter.offset, letter.reason_code) == (3, 0, "key_mismatch")
+    assert "partitions 0 and 3" in letter.reason
+    state = proc.load("c1")
+    assert state is not None and (state.purchases, state.partition) == (1, 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_app.policy import Policy
+from stream_app.policy import Policy, policy_from_mapping
 from stream_app.signals import complaints, frequency_drop, overdue
 from stream_app.signals.base import poisson_cdf
 from stream_app.state import DAY, CustomerState, new_state
@@ -125,14 +125,45 @@ def test_poisson_cdf_matches_known_values() -> None:
 
 # -- OVERDUE -------------------------------------------------------------------
 
-def test_overdue_fires_after_three_usual_gaps() -> None:
-    s = buyer(10, 200)  # last purchase on day 200
-    assert overdue.evaluate(s, epoch(229), POLICY) is None
-    fired = overdue.evaluate(s, epoch(232), POLICY)
+def _silence_chance(repeat_days: int, t_x: float, silence: float, policy: Policy) -> float:
+    """How often a customer still buying at the rate shown by ``t_x`` goes ``silence``
+    days without a purchase: the Gamma-Poisson closed form, written out here so
+    the signal is checked against the formula rather than against itself."""
+    m = policy.model
+    return float(((m.alpha + t_x) / (m.alpha + t_x + silence)) ** (m.r + repeat_days))
+
+
+def test_overdue_fires_when_a_regular_buyers_silence_turns_unusual() -> None:
+    s = buyer(10, 200)  # 21 purchase days, the last on day 200
+    # The expected gap of this customer: (alpha + t_x) / (r + x) days.
+    gap = (POLICY.model.alpha + 200) / (POLICY.model.r + 20)
+    q = POLICY.overdue.max_silence_probability
+    assert _silence_chance(20, 200, 27, POLICY) > q > _silence_chance(20, 200, 28, POLICY)
+    assert overdue.evaluate(s, epoch(200 + 27), POLICY) is None
+    fired = overdue.evaluate(s, epoch(200 + 28), POLICY)
     assert fired is not None
-    assert fired.baseline == pytest.approx(10.0)
-    assert fired.threshold == pytest.approx(30.0)
+    assert fired.value == 28.0
+    assert fired.baseline == pytest.approx(gap, abs=0.05)
+    assert 27 < fired.threshold < 28
     assert fired.evidence == (s.recent_purchase_ids[-1],)
+    per_100 = round(100 * _silence_chance(20, 200, 28, POLICY))
+    assert per_100 == 9
+    assert fired.detail == ("no purchase for 28 days; for this customer a silence this "
+                            "long happens 9 times in 100")
+
+
+def test_a_weekly_buyer_is_late_after_a_few_weeks_not_before_min_days() -> None:
+    s = buyer(7, 364)  # weekly for a year
+    # The model alone would call 18 days late; never before [overdue].min_days.
+    assert _silence_chance(52, 364, 18, POLICY) < POLICY.overdue.max_silence_probability
+    assert POLICY.overdue.min_days == 21
+    assert overdue.evaluate(s, epoch(364 + 20), POLICY) is None
+    fired = overdue.evaluate(s, epoch(364 + 22), POLICY)
+    assert fired is not None and fired.threshold == 21.0
+    assert "no purchase for 22 days" in fired.detail and "times in 100" in fired.detail
+    # A longer silence is a rarer one: the signal grows stronger with it.
+    later = overdue.evaluate(s, epoch(364 + 35), POLICY)
+    assert later is not None and later.strength > fired.strength
 
 
 def test_overdue_next_check_is_the_moment_the_customer_turns_late() -> None:
@@ -143,20 +174,37 @@ def test_overdue_next_check_is_the_moment_the_customer_turns_late() -> None:
     assert overdue.evaluate(s, due, POLICY) is not None
 
 
-def test_one_time_buyer_is_judged_against_the_population_gap() -> None:
+def test_one_time_buyer_is_judged_by_the_populations_numbers() -> None:
+    # A population of regular buyers (a purchase every alpha / r = 30 days,
+    # customers much alike): a one-time buyer is late after
+    # alpha * (q ** (-1 / r) - 1) days, about 93.
+    regular = policy_from_mapping({"model": {"r": 4.0, "alpha": 120.0}})
+    limit = 120.0 * (0.1 ** (-1 / 4.0) - 1)
+    assert 93 < limit < 94
     s = new_state("once")
     purchase(s, 0)
-    limit = POLICY.overdue.multiple * POLICY.overdue.population_gap_days
-    assert overdue.evaluate(s, epoch(limit - 1), POLICY) is None
-    fired = overdue.evaluate(s, epoch(limit + 1), POLICY)
-    assert fired is not None and "customers typically buy" in fired.detail
+    assert overdue.evaluate(s, epoch(93), regular) is None
+    fired = overdue.evaluate(s, epoch(94), regular)
+    assert fired is not None
+    assert fired.baseline == pytest.approx(30.0)
+    assert fired.detail == ("no purchase for 94 days; for this customer a silence this "
+                            "long happens 10 times in 100")
+    much_later = overdue.evaluate(s, epoch(300), regular)
+    assert much_later is not None and "1 time in 100" in much_later.detail
+    # The default population differs a lot (r = 0.5): one purchase says little
+    # about the rate, and a year's silence is common for such a customer.
+    assert _silence_chance(0, 0, 365, POLICY) > 0.25
+    assert overdue.evaluate(s, epoch(365), POLICY) is None
 
 
 def test_seasonal_buyer_with_one_long_gap_is_not_late_early() -> None:
     s = new_state("seasonal")
     purchase(s, 0)
-    purchase(s, 170)  # one gap, too few for a median: the longest gap counts
+    purchase(s, 170)  # one long gap: this customer's rate is a slow one
     assert overdue.evaluate(s, epoch(170 + 200), POLICY) is None
+    # ...while a customer who showed a fast rate is late long before that.
+    fast = buyer(10, 170, cid="fast")
+    assert overdue.evaluate(fast, epoch(170 + 60), POLICY) is not None
 
 
 def test_same_day_purchases_are_not_gaps() -> None:
@@ -219,7 +267,7 @@ def test_histories_stay_in_time_order_whatever_order_events_come_in() -> None:
         items: list[list[object]] = []
         expected: list[list[object]] = []
         for n in range(rng.randrange(1, 12)):
-            item = [rng.choice([1.0, 2.0, 3.0, 3.0, 4.0]), n]
+            item: list[object] = [rng.choice([1.0, 2.0, 3.0, 3.0, 4.0]), n]
             _insert(items, item)
             expected.append(item)
             expected.sort(key=lambda x: x[0])  # type: ignore[arg-type,return-value]
