@@ -1,0 +1,367 @@
+"""Every message of a hostile stream is accounted for, and the worker stays up.
+
+Over ten thousand malformed messages of many kinds, interleaved with ten
+thousand valid events (and re-sent copies of some of them), go through a
+running worker on a broker of its own.  Each kind's fate is known in advance:
+dead-lettered, applied, or dropped as a duplicate.  Once the worker has
+committed everything, the dead-letters topic names each dead-lettered message
+by its topic, partition and offset, and the worker's counters give the rest:
+
+    applied + dead-lettered + duplicates dropped == produced, exactly,
+
+and per kind: every message that must be refused is on the dead-letters topic
+once, with a reason, and no valid one is.  Random values in a field the
+reason names must not add ``/metrics`` series.  The worker's RSS is reported
+(``-s`` shows it; the test's properties carry it too).
+
+Messages are keyed by customer and the stream's event times advance in the
+order they are produced, ending an hour before now, so no valid event is late
+and none is from the future: what is refused is refused for its own sake.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from stream_app.admin import create_topics
+from stream_app.alerting import iso
+from stream_app.broker import LocalBroker, free_port
+from stream_app.demo import committed_total, running_worker
+from stream_app.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+VALID = 10_000
+MALFORMED_AT_LEAST = 10_000
+CUSTOMERS = 500
+#: Distinct random values put in ``direction``: far more than any bound on series.
+RANDOM_DIRECTIONS = 2_000
+#: Valid events re-sent later with the same event id (a producer's retry).
+RESENT = 300
+MB = 1024 * 1024
+
+DEAD, APPLIED, DROPPED = "dead-lettered", "applied", "dropped as a duplicate"
+#: The worker's counter of re-sent events (same customer, same event id) it dropped.
+DUPLICATE_EVENTS_METRIC = "churnwatch_duplicate_events_total"
+
+#: A field value meaning "leave the field out".
+_DROP = object()
+
+Make = Callable[[random.Random, str, float], tuple[str, bytes | None, bytes | None]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    outcome: str
+    count: int
+    #: (rng, customer id, event time) -> (topic kind, key, value)
+    make: Make
+
+
+def _event(topic: str, cid: str, ts: float, rng: random.Random, /, **extra: Any) -> dict[str, Any]:
+    """A valid event of ``topic`` for ``cid`` at ``ts``; ``extra`` overrides fields."""
+    e: dict[str, Any] = {"event_id": f"e-{rng.getrandbits(64):016x}", "customer_id": cid,
+                         "ts": iso(ts)}
+    if topic == "purchases":
+        e.update(amount=round(rng.uniform(5, 500), 2), currency="ILS",
+                 channel=rng.choice(("store", "online", "app")))
+    elif topic == "contacts":
+        e.update(direction=rng.choice(("inbound", "outbound")),
+                 channel=rng.choice(("phone", "email", "chat")),
+                 outcome=rng.choice(("answered", "replied", "no_answer")),
+                 text="Can I change the delivery address?")
+    elif topic == "complaints":
+        e.update(category=rng.choice(("delivery", "billing", "service_quality")),
+                 severity=rng.randint(1, 5), text="My order arrived a week late")
+    else:
+        e.update(outcome=rng.choice(("contacted", "retained", "false_alarm")))
+    e.update(extra)
+    return {k: v for k, v in e.items() if v is not _DROP}
+
+
+def _json(topic: str, **extra: Any) -> Make:
+    """A kind built from a valid event of ``topic`` with some fields changed."""
+    def make(rng: random.Random, cid: str, ts: float) -> tuple[str, bytes | None, bytes | None]:
+        return topic, cid.encode(), orjson.dumps(_event(topic, cid, ts, rng, **extra))
+    return make
+
+
+def _raw(topic: str, value: Callable[[random.Random, str, float], bytes | None],
+         key: Callable[[str], bytes | None] = lambda cid: cid.encode()) -> Make:
+    def make(rng: random.Random, cid: str, ts: float) -> tuple[str, bytes | None, bytes | None]:
+        return topic, key(cid), value(rng, cid, ts)
+    return make
+
+
+def _valid_bytes(topic: str, rng: random.Random, cid: str, ts: float, /,
+                 **extra: Any) -> bytes:
+    return orjson.dumps(_event(topic, cid, ts, rng, **extra))
+
+
+def _nested(depth: int) -> Any:
+    v: Any = 1
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
+def _random_direction(rng: random.Random, cid: str, ts: float
+                      ) -> tuple[str, bytes | None, bytes | None]:
+    word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+                   for _ in range(10))
+    return "contacts", cid.encode(), _valid_bytes("contacts", rng, cid, ts, direction=word)
+
+
+def _not_json(rng: random.Random, cid: str, ts: float) -> bytes:
+    return rng.choice((b"hello", b"{not json", b"{'single': 'quotes'}", b"<xml/>",
+                       b'{"event_id": "x",}', b"customer_id=C1;amount=3"))
+
+
+KINDS: tuple[Kind, ...] = (
+    # -- refused: not an event at all
+    Kind("not JSON", DEAD, 800, _raw("purchases", _not_json)),
+    Kind("invalid UTF-8", DEAD, 600, _raw("contacts", lambda r, c, t: _valid_bytes(
+        "contacts", r, c, t, text="cafe").replace(b"cafe", b"caf\xe9"))),
+    Kind("a JSON array", DEAD, 400, _raw("purchases", lambda r, c, t: b"[1, 2, 3]")),
+    Kind("JSON null", DEAD, 300, _raw("complaints", lambda r, c, t: b"null")),
+    Kind("a JSON string", DEAD, 200, _raw("purchases", lambda r, c, t: b'"just text"')),
+    Kind("NaN amount", DEAD, 300, _raw("purchases", lambda r, c, t: _valid_bytes(
+        "purchases", r, c, t, amount=1.5).replace(b'"amount":1.5', b'"amount":NaN'))),
+    Kind("Infinity amount", DEAD, 300, _raw("purchases", lambda r, c, t: _valid_bytes(
+        "purchases", r, c, t, amount=1.5).replace(b'"amount":1.5', b'"amount":Infinity'))),
+    Kind("an empty value", DEAD, 200, _raw("contacts", lambda r, c, t: b"")),
+    Kind("no value (tombstone)", DEAD, 200, _raw("complaints", lambda r, c, t: None)),
+    Kind("deep nesting past the parser's limit", DEAD, 100, _raw(
+        "purchases", lambda r, c, t: b"[" * 20_000 + b"]" * 20_000)),
+    Kind("Schema Registry framing (0x00, 4-byte id, JSON)", DEAD, 400, _raw(
+        "purchases", lambda r, c, t: b"\x00" + (7).to_bytes(4, "big")
+        + _valid_bytes("purchases", r, c, t))),
+    # -- refused: an event with a bad field
+    Kind("amount as a string", DEAD, 400, _json("purchases", amount="12.50")),
+    Kind("severity as a string", DEAD, 300, _json("complaints", severity="high")),
+    Kind("customer_id as a number", DEAD, 200, _raw("purchases", lambda r, c, t: orjson.dumps(
+        {**_event("purchases", c, t, r), "customer_id": 12345}))),
+    Kind("ts as a number", DEAD, 200, _json("contacts", ts=1_764_000_000)),
+    Kind("tags not a list", DEAD, 200, _json("contacts", tags="vip")),
+    Kind("resolved as a string", DEAD, 200, _json("complaints", resolved="yes")),
+    Kind("missing event_id", DEAD, 300, _json("purchases", event_id=_DROP)),
+    Kind("null required field", DEAD, 200, _json("complaints", category=None)),
+    Kind("negative amount", DEAD, 400, _json("purchases", amount=-25.0)),
+    Kind("huge amount", DEAD, 300, _json("purchases", amount=1e300)),
+    Kind("huge compensation", DEAD, 200, _json("complaints", compensation_requested=1e15)),
+    Kind("ts without an offset", DEAD, 400, _raw("purchases", lambda r, c, t: _valid_bytes(
+        "purchases", r, c, t, ts=iso(t).rstrip("Z")))),
+    Kind("ts in year 1", DEAD, 200, _json("contacts", ts="0001-01-01T00:00:00Z")),
+    Kind("ts in year 9999", DEAD, 200, _json("purchases", ts="9999-12-31T23:59:59Z")),
+    Kind("ts not a date", DEAD, 200, _json("complaints", ts="yesterday")),
+    Kind("text over 8,000 characters", DEAD, 100, _json("contacts", text="x" * 9000)),
+    Kind("key is not the customer_id", DEAD, 400, _raw(
+        "purchases", lambda r, c, t: _valid_bytes("purchases", r, c, t),
+        key=lambda cid: b"someone-else")),
+    Kind("no key", DEAD, 300, _raw(
+        "contacts", lambda r, c, t: _valid_bytes("contacts", r, c, t), key=lambda cid: None)),
+    Kind("random direction values", DEAD, RANDOM_DIRECTIONS, _random_direction),
+    Kind("future-dated event (2099)", DEAD, 50, _json("purchases", ts="2099-06-01T00:00:00Z")),
+    # -- refused: too large to be an event, and too large to copy whole
+    Kind("1 MB text field", DEAD, 3, _json("contacts", text="y" * MB)),
+    Kind("1 MB of control characters", DEAD, 3, _raw("contacts", lambda r, c, t: b"\x01" * MB)),
+    Kind("800 KB of invalid UTF-8", DEAD, 3, _raw(
+        "complaints", lambda r, c, t: bytes(r.choice((0xFF, 0xFE, 0xC3)) for _ in range(8))
+        * (100 * 1024))),
+    # -- valid, if unusual: applied
+    Kind("unknown fields, nested deep", APPLIED, 200, _json("purchases", extra=_nested(200))),
+    # A JSON-serialising producer quotes every key of its customers: they
+    # are other customers than the plain-keyed ones (their partition differs).
+    Kind("key as a JSON string", APPLIED, 200, _raw(
+        "contacts", lambda r, c, t: _valid_bytes("contacts", r, "Q" + c[1:], t),
+        key=lambda cid: b'"Q' + cid[1:].encode() + b'"')),
+    Kind("ts with a +02:00 offset", APPLIED, 200, _raw("complaints", lambda r, c, t: _valid_bytes(
+        "complaints", r, c, t, ts=iso(t + 7200).replace("Z", "+02:00")))),
+)
+
+
+import os  # DEV-ONLY
+_SKIP = set(filter(None, os.environ.get("DEV_SKIP", "").split("|")))  # DEV-ONLY
+KINDS = tuple(k for k in KINDS if k.name not in _SKIP)  # DEV-ONLY
+RESENT = 0 if "resent" in _SKIP else RESENT  # DEV-ONLY
+
+
+@dataclass
+class Sent:
+    """What was produced: each message's kind by (topic, partition, offset)."""
+
+    kind_of: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    ends: dict[tuple[str, int], int] = field(default_factory=dict)
+    valid: int = 0
+    resent: int = 0
+
+
+def stream(rng: random.Random, now: float) -> list[tuple[str, str, bytes | None, bytes | None]]:
+    """(kind name, topic kind, key, value) in produce order; event times rise along it."""
+    customers = [f"V{i:04d}" for i in range(CUSTOMERS)]
+    labels: list[str] = ["valid"] * VALID + ["resent"] * RESENT
+    for k in KINDS:
+        labels += [k.name] * k.count
+    rng.shuffle(labels)
+    start, step = now - 2 * 86400.0, 86400.0 / len(labels)
+    by_name = {k.name: k for k in KINDS}
+    topics = ("purchases",) * 4 + ("contacts",) * 3 + ("complaints",) * 2 + ("feedback",)
+    out: list[tuple[str, str, bytes | None, bytes | None]] = []
+    sent_valid: list[tuple[str, bytes | None, bytes | None]] = []
+    for i, label in enumerate(labels):
+        ts, cid = start + i * step, rng.choice(customers)
+        if label == "valid" or (label == "resent" and not sent_valid):
+            topic = rng.choice(topics)
+            msg = (topic, cid.encode(), _valid_bytes(topic, rng, cid, ts))
+            sent_valid.append(msg)
+            out.append(("valid", *msg))
+        elif label == "resent":
+            out.append(("resent", *rng.choice(sent_valid[-2000:])))
+        else:
+            out.append((label, *by_name[label].make(rng, cid, ts)))
+    return out
+
+
+def produce(s: Settings, messages: list[tuple[str, str, bytes | None, bytes | None]]) -> Sent:
+    topic_of = {"purchases": s.topic_purchases, "contacts": s.topic_contacts,
+                "complaints": s.topic_complaints, "feedback": s.topic_feedback}
+    producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers, acks=1, linger_ms=20,
+                             max_request_size=4 * MB, max_in_flight_requests_per_connection=1)
+    sent = Sent()
+    futures = [(label, producer.send(topic_of[topic], key=key, value=value))
+               for label, topic, key, value in messages]
+    producer.flush()
+    for label, fut in futures:
+        md = fut.get(timeout=60)
+        sent.kind_of[(md.topic, md.partition, md.offset)] = label
+        sent.ends[(md.topic, md.partition)] = max(sent.ends.get((md.topic, md.partition), 0),
+                                                  md.offset + 1)
+    producer.close()
+    sent.valid = sum(1 for label, *_ in messages if label == "valid")
+    sent.resent = sum(1 for label, *_ in messages if label == "resent")
+    return sent
+
+
+def dead_letters(s: Settings, expected: int) -> list[dict[str, Any]]:
+    consumer = KafkaConsumer(s.topic_dead_letters, bootstrap_servers=s.bootstrap_servers,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             max_partition_fetch_bytes=8 * MB, fetch_max_bytes=64 * MB,
+                             consumer_timeout_ms=5000)
+    try:
+        return [orjson.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
+
+
+def metrics_page(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        return str(r.read().decode())
+
+
+def total(page: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def series(page: str, name: str) -> int:
+    return sum(1 for line in page.splitlines() if line.startswith(name + "{"))
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def test_every_message_of_a_hostile_stream_is_accounted_for(
+        tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
+    rng = random.Random(14)
+    messages = stream(rng, time.time() - 3600)
+    malformed = sum(1 for m in messages if m[0] not in ("valid", "resent"))
+    assert malformed >= MALFORMED_AT_LEAST and len({k.name for k in KINDS}) >= 30
+    with LocalBroker(log_path=tmp_path / "broker.log") as broker:
+        s = Settings().with_overrides(
+            broker_url=broker.url, broker_profile="local", store="rocksdb://",
+            data_dir=str(tmp_path / "state"), web_port=free_port(), tick_seconds=1.0,
+            app_id="churnwatch-bad-input", log_level="warning")
+        create_topics(s)
+        log = tmp_path / "worker.log"
+        with running_worker(s, log) as worker:
+            sent = produce(s, messages)
+            produced = sum(sent.ends.values())
+            assert produced == len(messages)
+            deadline = time.monotonic() + 240
+            while committed_total(s, sent.ends) < produced:
+                assert worker.poll() is None, (
+                    f"the worker exited with {worker.returncode}:\n"
+                    + log.read_text(errors="replace")[-3000:])
+                assert time.monotonic() < deadline, "the worker did not commit everything"
+                time.sleep(0.5)
+            page = metrics_page(s.web_port)
+            Path("/tmp/live-metrics.txt").write_text(page)  # DEV-ONLY
+            rss = rss_mib(worker.pid)
+            letters = dead_letters(s, produced)
+            assert worker.poll() is None, "the worker exited"
+
+    applied = total(page, "churnwatch_events_total")
+    redelivered = total(page, "churnwatch_duplicates_total")
+    dropped = total(page, DUPLICATE_EVENTS_METRIC)
+    letter_at = Counter((d["topic"], d["partition"], d["offset"]) for d in letters)
+    twice = [at for at, n in letter_at.items() if n > 1]
+    assert not twice, f"{len(twice)} messages dead-lettered more than once, e.g. {twice[:3]}"
+    assert all(isinstance(d.get("reason"), str) and d["reason"].strip() for d in letters)
+    unknown = [at for at in letter_at if at not in sent.kind_of]
+    assert not unknown, f"dead letters for messages never produced: {unknown[:3]}"
+
+    # Per kind: each message's fate is the one its kind must have.
+    wrong: dict[str, int] = {}
+    dead_by_kind = Counter(sent.kind_of[at] for at in letter_at)
+    produced_by_kind = Counter(sent.kind_of.values())
+    reasons: dict[str, str] = {}
+    for d in letters:
+        reasons.setdefault(sent.kind_of[(d["topic"], d["partition"], d["offset"])], d["reason"])
+    for k in KINDS:
+        expected_dead = produced_by_kind[k.name] if k.outcome == DEAD else 0
+        if dead_by_kind[k.name] != expected_dead:
+            wrong[k.name] = dead_by_kind[k.name]
+    for name in ("valid", "resent"):
+        if dead_by_kind[name]:
+            wrong[name] = dead_by_kind[name]
+    assert not wrong, ("kinds not handled as expected (dead-lettered count): "
+                       + "; ".join(f"{k}: {n} of {produced_by_kind[k]}" for k, n in wrong.items()))
+
+    must_apply = sent.valid + sum(produced_by_kind[k.name] for k in KINDS if k.outcome == APPLIED)
+    report = (f"produced {produced:,} ({malformed:,} malformed of {len(KINDS)} kinds, "
+              f"{sent.valid:,} valid, {sent.resent:,} re-sent); applied {applied:,.0f}, "
+              f"dead-lettered {len(letters):,}, duplicates dropped {dropped:,.0f}, "
+              f"skipped as redelivered {redelivered:,.0f}; "
+              f"worker RSS {rss:,.0f} MiB; dead-letter series "
+              f"{series(page, 'churnwatch_dead_letters_total')}")
+    print(report)
+    for name, reason in sorted(reasons.items()):
+        print(f"  {name}: {reason[:150]}")
+    record_property("accounting", report)
+    record_property("worker_rss_mib", round(rss))
+    assert applied + len(letters) + dropped == produced, report
+    # No restart, no rebalance: nothing was delivered twice, so nothing may
+    # have been skipped as a redelivery.
+    assert redelivered == 0, report
+    assert applied == must_apply and dropped == sent.resent, report
+
+    # Random input cannot add series: bounded by topics x reason codes, not by
+    # the 2,000 distinct values sent.
+    dl_series = series(page, "churnwatch_dead_letters_total")
+    assert dl_series <= 4 * 40, f"{dl_series} dead-letter series on /metrics: {report}"
