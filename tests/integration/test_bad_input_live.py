@@ -145,9 +145,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("no value (tombstone)", DEAD, 200, _raw("complaints", lambda r, c, t: None)),
     Kind("deep nesting past the parser's limit", DEAD, 100, _raw(
         "purchases", lambda r, c, t: b"[" * 20_000 + b"]" * 20_000)),
-    Kind("Schema Registry framing (0x00, 4-byte id, JSON)", DEAD, 400, _raw(
-        "purchases", lambda r, c, t: b"\x00" + (7).to_bytes(4, "big")
-        + _valid_bytes("purchases", r, c, t))),
+    Kind("Schema Registry framing, binary (Avro-like) payload", DEAD, 200, _raw(
+        "purchases", lambda r, c, t: b"\x00" + (8).to_bytes(4, "big") + b"\x02\x0a"
+        + c.encode() + bytes([0x8f, 0xff, 0x01]))),
     # -- refused: an event with a bad field
     Kind("amount as a string", DEAD, 400, _json("purchases", amount="12.50")),
     Kind("severity as a string", DEAD, 300, _json("complaints", severity="high")),
@@ -187,6 +187,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("key as a JSON string", APPLIED, 200, _raw(
         "contacts", lambda r, c, t: _valid_bytes("contacts", r, "Q" + c[1:], t),
         key=lambda cid: b'"Q' + cid[1:].encode() + b'"')),
+    Kind("Schema Registry framing (0x00, 4-byte id, JSON)", APPLIED, 300, _raw(
+        "purchases", lambda r, c, t: b"\x00" + (7).to_bytes(4, "big")
+        + _valid_bytes("purchases", r, c, t))),
     Kind("ts with a +02:00 offset", APPLIED, 200, _raw("complaints", lambda r, c, t: _valid_bytes(
         "complaints", r, c, t, ts=iso(t + 7200).replace("Z", "+02:00")))),
 )
