@@ -18,19 +18,18 @@ from functools import cache, partial
 from typing import Any, cast
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from faust.events import Event
 from faust.exceptions import ConsumerNotStarted
 from faust.streams import _current_event, current_event
 from faust.types import TP, EventT, Message
 from mode import BaseSignalT
 
-from . import metrics, topics
+from . import clients, metrics, topics
 from .app import app, policy, settings
 from .changelog import ChangelogWriter
 from .processing import Processor, Resumed
 from .records import ChurnAlert, DeadLetter
-from .settings import kafka_client_options
 from .tables import customer_to_state
 
 log = logging.getLogger("churnwatch")
@@ -97,8 +96,7 @@ async def _resume(partition: int, checkpoint: int) -> Resumed:
     # No group id: a second member-less client of the worker's own group
     # upsets some brokers.  Faust has just sought every assigned partition to
     # its committed offset; that is where the input resumes.
-    consumer = AIOKafkaConsumer(**kafka_client_options(settings), enable_auto_commit=False,
-                                group_id=None)
+    consumer = clients.aio_consumer(settings, enable_auto_commit=False, group_id=None)
     committed: dict[TP, int] = getattr(app.consumer, "_committed_offset", {})
     ids: set[str] = set()
     position = checkpoint
@@ -216,6 +214,7 @@ def _positioned() -> bool:
 @app.timer(interval=settings.tick_seconds, on_leader=False)  # type: ignore[untyped-decorator]
 async def send_ticks() -> None:
     """Tick every clock partition this worker owns (each worker its own)."""
+    committed_offsets: dict[TP, int | None] = getattr(app.consumer, "_committed_offset", {})
     for tp in app.consumer.assignment():
         if tp.topic == topics.CLOCK_TOPIC:
             await topics.clock.send(key=b"tick", value=b"", partition=tp.partition)
@@ -223,9 +222,17 @@ async def send_ticks() -> None:
             # Lag from the fetch high-water mark, which every broker reports
             # honestly (end offsets from ListOffsets are not, on some).
             highwater = app.consumer.highwater(tp)
-            lag = None if highwater is None else processor.lag(tp.topic, tp.partition, highwater)
+            if highwater is None:
+                continue
+            lag = processor.lag(tp.topic, tp.partition, highwater)
             if lag is not None:
                 metrics.LAG.labels(tp.topic, str(tp.partition)).set(lag)
+            # What an operator alerts on: messages not yet committed, which a
+            # restart would read again (the group's own record of progress).
+            committed = committed_offsets.get(tp)
+            if committed is not None:
+                metrics.COMMIT_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - committed))
 
 
 @app.on_partitions_revoked.connect

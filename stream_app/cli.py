@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -11,8 +12,9 @@ from typing import TYPE_CHECKING
 
 from kafka.errors import KafkaError
 
+from .admin import TOOL_TIMEOUT, AdminError
 from .policy import PolicyError, load_policy, policy_toml
-from .settings import ConfigError, from_env
+from .settings import ConfigError, env_name, from_env
 
 if TYPE_CHECKING:
     from .demo import Progress
@@ -35,9 +37,24 @@ examples:
   CHURNWATCH_BROKER_URL=kafka://k1:9092 churnwatch worker
   churnwatch explain C000123             why is this customer at risk?
   churnwatch policy check policy.toml
+  churnwatch config                      the settings in effect, and where each comes from
+  churnwatch dead-letters list           what the worker refused, and why
   churnwatch replay --purchases sales.csv --map customer_id=cust,ts=date,amount=spend
   churnwatch evaluate --dataset cdnow    would it have caught the customers we lost?
 """
+
+
+def version() -> str:
+    """The installed distribution's version (the package's own when run from a checkout)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    from . import __version__
+
+    try:
+        return dist_version("churnwatch")
+    except PackageNotFoundError:
+        return __version__
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="churnwatch", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     d = sub.add_parser("demo", help="run the demo: local broker, a worker, synthetic customers",
@@ -72,9 +90,27 @@ def _parser() -> argparse.ArgumentParser:
                        "for development) until Ctrl-C.")
     b.add_argument("--port", type=int, default=9092, help="port on 127.0.0.1 (9092)")
 
-    sub.add_parser("topics", help="create every topic the worker needs",
-                   description="Create the input, output and internal topics with "
-                   "CHURNWATCH_PARTITIONS partitions (existing ones are checked).")
+    tp = sub.add_parser("topics", help="create every topic the worker needs, or list them",
+                        description="Create the input, output and internal topics with "
+                        "CHURNWATCH_PARTITIONS partitions (existing ones are checked), or "
+                        "with --list / --describe show what the broker has.")
+    show = tp.add_mutually_exclusive_group()
+    show.add_argument("--list", action="store_true",
+                      help="every topic on the broker with its partitions, and churnwatch's "
+                      "own (marked with their role; missing ones too); creates nothing")
+    show.add_argument("--describe", action="store_true",
+                      help="churnwatch's topics partition by partition (leader, replicas, "
+                      "in-sync replicas) and the settings the broker reports; creates nothing")
+    tp.add_argument("--json", action="store_true", help="with --list/--describe: as JSON")
+    tp.add_argument("--wait", type=float, metavar="SECONDS",
+                    help=f"how long to wait for the broker to answer ({TOOL_TIMEOUT:g}); "
+                    "more for a script that starts with the cluster")
+
+    cfg = sub.add_parser("config", help="the effective settings and where each comes from",
+                         description="Every CHURNWATCH_* setting in effect, its source "
+                         "(env or default) and its default; passwords and tokens are "
+                         "masked.  Fails, naming the variable, when a setting is invalid.")
+    cfg.add_argument("--json", action="store_true", help="as a JSON array")
 
     ex = sub.add_parser("explain", help="a customer's current state, signals, score, actions",
                         description="Read the customer's latest state from the state "
@@ -86,8 +122,19 @@ def _parser() -> argparse.ArgumentParser:
     pol = sub.add_parser("policy", help="policy file tools")
     polsub = pol.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     chk = polsub.add_parser("check", help="validate a policy file and print the result")
-    chk.add_argument("file")
-    polsub.add_parser("defaults", help="print the default policy as a TOML file to start from")
+    chk.add_argument("file", nargs="?",
+                     help="the policy file (default: $CHURNWATCH_POLICY_FILE)")
+    polsub.add_parser("defaults", help="print the default policy as a TOML file to start "
+                      "from, each key with its documentation")
+    from .deadletters import add_parser as add_dead_letters
+
+    add_dead_letters(sub)
+    comp = sub.add_parser("completion", help="print a bash completion script",
+                          description="Print tab completion for bash (and zsh after "
+                          "'autoload -U bashcompinit && bashcompinit') of every command, "
+                          "action and option.  Load it from your shell's start-up file: "
+                          "eval \"$(churnwatch completion bash)\"")
+    comp.add_argument("shell", choices=("bash",))
     _add_history_commands(sub)
     return p
 
@@ -99,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, PolicyError) as exc:
         print(f"churnwatch: configuration error: {exc}", file=sys.stderr)
         return 2
+    except AdminError as exc:
+        print(f"churnwatch: {exc}", file=sys.stderr)
+        return 1
     except KafkaError as exc:
         print(f"churnwatch: cannot talk to the broker ({exc}); check CHURNWATCH_BROKER_URL "
               "and that the broker is running", file=sys.stderr)
@@ -112,13 +162,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "policy":
         if args.policy_command == "defaults":
-            print(policy_toml(load_policy(None)), end="")
+            print(policy_toml(load_policy(None), documented=True), end="")
             return 0
-        policy = load_policy(args.file)
-        print(f"# {args.file}: OK. In effect (defaults filled in):")
+        path = args.file or os.environ.get(env_name("policy_file"), "")
+        if not path:
+            print(f"churnwatch policy check: give a policy file, or set "
+                  f"{env_name('policy_file')}", file=sys.stderr)
+            return 2
+        policy = load_policy(path)
+        print(f"# {path}: OK. In effect (defaults filled in):")
         print(policy_toml(policy), end="")
         return 0
+    if args.command == "completion":
+        print(completion_script(_parser()), end="")
+        return 0
     settings = from_env()
+    if args.command == "config":
+        return _show_config(settings, args.json)
     settings.policy()  # fail now, naming the key, not inside the worker
     if args.command == "demo":
         from .demo import run_demo
@@ -149,7 +209,11 @@ def _run(args: argparse.Namespace) -> int:
         try:
             at = parse_at(args.at) if args.at else None
         except ValueError as exc:
-            print(f"churnwatch: {exc}", file=sys.stderr)
+            # Python's own message ("Invalid isoformat string") names no format.
+            why = str(exc) if str(exc).startswith("--at") else (
+                f"--at {args.at!r}: expected an ISO-8601 time with a UTC offset, e.g. "
+                "2025-06-01T00:00:00Z or 2025-06-01T09:30:00+03:00")
+            print(f"churnwatch: {why}", file=sys.stderr)
             return 2
         try:
             state = latest_state(settings, args.customer_id)
@@ -166,18 +230,133 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in ("replay", "evaluate"):
         return _run_history(args, settings)
     if args.command == "topics":
-        from .admin import create_topics
+        return _topics(args, settings)
+    if args.command == "dead-letters":
+        from .deadletters import run
 
-        created = create_topics(settings)
+        return run(args, settings)
+    raise AssertionError(args.command)
+
+
+def completion_script(parser: argparse.ArgumentParser) -> str:
+    """Bash completion generated from the parser, so it cannot fall behind it.
+
+    argparse has none of its own, and the libraries that add it would be a
+    dependency for a few lines: at each word, the commands or actions of the
+    command typed so far, its options after a '-', file names otherwise.
+    """
+    table: dict[str, tuple[list[str], list[str]]] = {}
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        subs: list[str] = []
+        opts = [o for a in p._actions for o in a.option_strings if o.startswith("--")]
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, child in a.choices.items():
+                    subs.append(name)
+                    walk(child, f"{path} {name}")
+            elif not a.option_strings and a.choices:
+                subs.extend(str(c) for c in a.choices)
+        table[path] = (subs, opts)
+
+    walk(parser, "")
+    paths = "|".join(f'"{p}"' for p in table if p)
+    cases = "\n".join(f'    "{p}") subs="{" ".join(s)}"; opts="{" ".join(o)}" ;;'
+                      for p, (s, o) in table.items())
+    return f"""_churnwatch() {{
+  local cur="${{COMP_WORDS[COMP_CWORD]}}" path="" subs="" opts="" i
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    case "$path ${{COMP_WORDS[i]}}" in
+      {paths}) path="$path ${{COMP_WORDS[i]}}" ;;
+    esac
+  done
+  case "$path" in
+{cases}
+  esac
+  if [[ "$cur" == -* ]]; then
+    COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+  elif [[ -n "$subs" ]]; then
+    COMPREPLY=($(compgen -W "$subs" -- "$cur"))
+  else
+    COMPREPLY=($(compgen -f -- "$cur"))
+  fi
+}}
+complete -o filenames -F _churnwatch churnwatch
+"""
+
+
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    from . import admin
+
+    wait = admin.TOOL_TIMEOUT if args.wait is None else args.wait
+    if wait <= 0:
+        print("churnwatch topics: --wait must be a positive number of seconds", file=sys.stderr)
+        return 2
+    if not (args.list or args.describe):
+        if args.json:
+            print("churnwatch topics: --json goes with --list or --describe", file=sys.stderr)
+            return 2
+        created = admin.create_topics(settings, timeout=wait)
         print("created: " + (", ".join(created) if created else "nothing (all exist)"))
         return 0
-    raise AssertionError(args.command)
+    topics = admin.list_topics(settings, wait, describe=args.describe)
+    if args.describe:  # churnwatch's own; the rest of a shared cluster is not ours
+        topics = [t for t in topics if t.role]
+    if args.json:
+        import orjson
+
+        rows = [{"name": t.name, "role": t.role or None, "partitions": t.partitions,
+                 **({"layout": list(t.layout), "configs": t.configs} if args.describe else {})}
+                for t in topics]
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    width = max(len(t.name) for t in topics)
+    for t in topics:
+        count = f"{t.partitions} partitions" if t.partitions else "missing"
+        mismatch = (" (CHURNWATCH_PARTITIONS=" + str(settings.partitions) + ")"
+                    if t.role and t.partitions and t.partitions != settings.partitions else "")
+        print(f"{t.name:<{width}}  {count}{mismatch}" + (f"  [{t.role}]" if t.role else ""))
+        if not args.describe or not t.partitions:
+            continue
+        for p in t.layout:
+            offline = f" offline {p['offline']}" if p["offline"] else ""
+            print(f"  partition {p['partition']}: leader {p['leader']}, replicas "
+                  f"{p['replicas']}, in sync {p['isr']}{offline}")
+        print("  settings changed from the broker's defaults: " + (
+            ", ".join(f"{k}={v}" for k, v in sorted(t.configs.items())) if t.configs
+            else "none reported"))
+    missing = [t.name for t in topics if t.role and not t.partitions]
+    if missing:
+        print(f"missing: {', '.join(missing)} (churnwatch topics creates them)")
+    return 0
+
+
+def _show_config(settings: Settings, as_json: bool) -> int:
+    from .settings import describe_settings
+
+    rows = describe_settings(settings, os.environ)
+    if as_json:
+        import orjson
+
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    def text(value: object) -> str:
+        return "(none)" if value == "" else str(value)
+
+    width = max(len(r["name"]) for r in rows)
+    values = max(len(text(r["value"])) for r in rows)
+    for r in rows:
+        note = "" if r["source"] == "default" else f" (default {text(r['default'])})"
+        print(f"{r['name']:<{width}}  {text(r['value']):<{values}}  {r['source']}{note}")
+    return 0
 
 
 # -- replay and evaluate: historical data through the pipeline -------------
 
 HISTORY_INPUTS = """\
-inputs: CSV (comma, tab, semicolon or pipe; detected from the header line),
+inputs: CSV (comma, tab, semicolon or pipe; detected from the header and the
+first rows, or --delimiter), with amounts in a decimal point or comma (detected
+per file, or --decimal; an amount that could be either is refused),
 whitespace-separated text, or JSON Lines (.jsonl/.ndjson/.json), one or more
 files per topic; text files start with a header line naming the columns.
 Columns or JSON keys named like our schema fields (schemas/*.json) need no
@@ -215,7 +394,11 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tz", default="UTC",
                    help="zone of times without an offset: UTC, +02:00 or a zone name (UTC)")
     g.add_argument("--delimiter", choices=("comma", "tab", "semicolon", "pipe", "whitespace"),
-                   help="column separator of text files (detected from the header)")
+                   help="column separator of text files (detected from the header and "
+                   "the first rows)")
+    g.add_argument("--decimal", metavar="MARK",
+                   help="decimal mark of amounts in text files: , (12,50) or . (12.50); "
+                   "default detected per file, ambiguous amounts refused")
     g.add_argument("--sample", type=float, metavar="FRACTION",
                    help="keep this share of customers (chosen by a hash of the id: the "
                    "same customers every run), e.g. 0.1")
@@ -313,13 +496,15 @@ def _run_history(args: argparse.Namespace, settings: Settings) -> int:
         else:
             ds = datasets.Dataset("files", [mapping.Source(k, Path(f)) for k, f in files])
         m = ds.mapping
-        if args.map or args.set or args.date_format or args.delimiter or args.tz != "UTC":
+        if (args.map or args.set or args.date_format or args.delimiter or args.decimal
+                or args.tz != "UTC"):
             m = mapping.Mapping(
                 columns={**m.columns, **mapping.parse_pairs(args.map, "--map")},
                 constants={**m.constants, **mapping.parse_pairs(args.set, "--set")},
                 date_format=args.date_format or m.date_format,
                 tz=mapping.parse_tz(args.tz) if args.tz != "UTC" else m.tz,
-                delimiter=args.delimiter or m.delimiter)
+                delimiter=args.delimiter or m.delimiter,
+                decimal=mapping.parse_decimal(args.decimal) or m.decimal)
         keep = None
         if args.sample is not None:
             if not 0 < args.sample <= 1:
@@ -379,9 +564,9 @@ def _replay(args: argparse.Namespace, settings: Settings, loaded: Loaded,
         print("churnwatch replay: --speed must be positive (3600 = an hour a second)",
               file=sys.stderr)
         return 2
-    from .admin import create_topics
+    from .admin import TOOL_TIMEOUT, create_topics
 
-    create_topics(settings)
+    create_topics(settings, timeout=TOOL_TIMEOUT)
     sent = send(settings, events, len(events), progress, args.speed)
     progress.clear()
     print(f"sent {sent.events:,} events ({first} to {last}) to {settings.broker_url} in "

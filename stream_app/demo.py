@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 
+from . import clients
 from .admin import create_topics
 from .broker import LocalBroker, free_port
 from .settings import Settings, env_name
@@ -123,10 +124,9 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
 
 def consume_outputs(s: Settings, into: Collected, stop: threading.Event,
                     on_alert: Any) -> None:
-    consumer = KafkaConsumer(
-        s.topic_alerts, s.topic_dead_letters, bootstrap_servers=s.bootstrap_servers,
-        auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=200,
-    )
+    consumer = clients.consumer(s, s.topic_alerts, s.topic_dead_letters,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                consumer_timeout_ms=200)
     try:
         while not stop.is_set():
             for m in consumer:
@@ -187,8 +187,7 @@ def finish_reading(got: Collected, stop: threading.Event, reader: threading.Thre
 
 def committed_total(s: Settings, partitions: dict[tuple[str, int], int]) -> int:
     """Events the worker has processed and committed (offsets of its group)."""
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, group_id=s.app_id,
-                             enable_auto_commit=False)
+    consumer = clients.consumer(s, group_id=s.app_id, enable_auto_commit=False)
     try:
         total = 0
         for (topic, part), _ in partitions.items():
@@ -208,8 +207,7 @@ def format_alert(a: dict[str, Any]) -> str:
 
 def produce(s: Settings, pop: Population, progress: Progress,
             produced: dict[tuple[str, int], int]) -> int:
-    producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=20,
-                             batch_size=256 * 1024, acks=1)
+    producer = clients.producer(s, linger_ms=20, batch_size=256 * 1024, acks=1)
     topic_name = {"purchases": s.topic_purchases, "contacts": s.topic_contacts,
                   "complaints": s.topic_complaints}
 

@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
+from . import clients
 from .admin import create_topics
 from .alerting import evaluate_signals, iso
 from .broker import LocalBroker, free_port
@@ -91,8 +92,8 @@ def read_states(s: Settings, expect: dict[str, float], timeout: float,
     read goes on until every such customer's state has reached it (the
     worker commits offsets and writes the changelog separately), or timeout.
     """
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, enable_auto_commit=False,
-                             consumer_timeout_ms=1000, max_partition_fetch_bytes=4 << 20)
+    consumer = clients.consumer(s, enable_auto_commit=False, consumer_timeout_ms=1000,
+                                max_partition_fetch_bytes=4 << 20)
     latest: dict[bytes, bytes] = {}
     states: dict[str, CustomerState] = {}
     try:

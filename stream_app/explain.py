@@ -11,22 +11,30 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
+from . import clients
 from .alerting import evaluate_signals, iso
 from .playbook import recommend, summary, summary_he
 from .policy import Policy
 from .scoring import risk_score, route, severity
-from .settings import Settings, kafka_client_options
+from .settings import Settings
 from .state import CustomerState
 
 
 def latest_state(s: Settings, customer_id: str, timeout_ms: int = 3000
                  ) -> CustomerState | None:
     """The last changelog value for the customer (None if never seen)."""
+    from kafka.errors import KafkaError
+
+    from . import admin
+
     wanted = {customer_id.encode(), orjson.dumps(customer_id)}
-    consumer = KafkaConsumer(**kafka_client_options(s), enable_auto_commit=False,
-                             consumer_timeout_ms=timeout_ms)
+    try:
+        consumer = clients.consumer(s, enable_auto_commit=False, consumer_timeout_ms=timeout_ms,
+                                    bootstrap_timeout_ms=int(admin.TOOL_TIMEOUT * 1000))
+    except KafkaError as exc:  # no broker answered: say so, as the other tools do
+        raise admin.unreachable(s, admin.TOOL_TIMEOUT) from exc
     try:
         parts = [TopicPartition(s.state_changelog_topic, p) for p in range(s.partitions)]
         consumer.assign(parts)

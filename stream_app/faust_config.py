@@ -30,6 +30,25 @@ def broker_credentials(s: Settings) -> CredentialsT | None:
     return faust.SSLCredentials(context) if context is not None else None
 
 
+#: Faust's switches for its own web pages, all off (see :func:`app_options`).
+FAUST_PAGES_OFF = dict(web_tables_enabled=False, web_router_enabled=False,
+                       web_stats_enabled=False, web_graph_enabled=False,
+                       web_metrics_enabled=False)
+
+
+def faust_environment() -> dict[str, str]:
+    """What Faust may read its own settings from: nothing.
+
+    Faust lets an environment variable override a setting given in code
+    (``APP_WEB_TABLES_ENABLED=1`` would put the table pages back, and
+    ``WEB_PORT`` would beat ``CHURNWATCH_WEB_PORT``).  The worker has one
+    settings object, read from ``CHURNWATCH_*`` variables and checked at
+    start-up; a second, unchecked source beside it would make the effective
+    configuration differ from what ``churnwatch config`` shows.
+    """
+    return {}
+
+
 def app_options(s: Settings) -> dict[str, Any]:
     transport.FETCH_MAX_WAIT_MS = s.fetch_max_wait_ms
     options: dict[str, Any] = dict(
@@ -51,6 +70,15 @@ def app_options(s: Settings) -> dict[str, Any]:
         canonical_url=s.canonical_url,
         broker_credentials=broker_credentials(s),
         web_in_thread=False,
+        # None of Faust's own pages: /table/ serves table rows (a customer's
+        # whole state, complaint text included) and /router/ the workers'
+        # URLs, both without our token; the statistics, graph and
+        # performance pages show internals.  @app.table_route still works
+        # across workers without /router/: it reads the owner of a key from
+        # the partition assignor (the URLs the workers exchange when they
+        # join the group), and no worker asks another's /router/ page.
+        **FAUST_PAGES_OFF,
+        env=faust_environment(),
         autodiscover=False,
         origin="stream_app",
         table_standby_replicas=0 if s.broker_profile == "local" else 1,

@@ -9,205 +9,227 @@ silently fell back to a default would page call centres on the wrong rules.
 from __future__ import annotations
 
 import json
+import textwrap
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 
 class PolicyError(ValueError):
     """The policy file is invalid; the message names the offending key."""
 
 
+_T = TypeVar("_T")
+
+
+def doc(default: _T, text: str) -> _T:
+    """A policy key's default and its documentation, kept in the field's metadata.
+
+    One place for both: ``churnwatch policy defaults`` prints the text as a
+    TOML comment above the key, so the file people edit says what the code
+    says.
+    """
+    return field(default=default, metadata={"doc": " ".join(text.split())})
+
+
 @dataclass(frozen=True, slots=True)
 class History:
     """How much activity history each customer's compact state keeps."""
 
-    #: Purchases are counted in event-time buckets of this many days.
-    bucket_days: int = 30
-    #: Buckets kept: enough for the recent window plus the baseline.
-    buckets_kept: int = 15
-    #: Inter-purchase gaps kept for the customer's typical gap (median).
-    gaps_kept: int = 12
-    #: Complaints older than this no longer count.
-    complaint_days: int = 365
-    #: At most this many complaints are remembered per customer.
-    complaints_kept: int = 30
-    #: Events this far behind their partition's event-time clock are applied;
-    #: older ones go to dead-letters as too late (their windows have passed).
-    allowed_lateness_days: float = 7.0
+    bucket_days: int = doc(30, "Purchases are counted in event-time buckets of this many days.")
+    buckets_kept: int = doc(15, "Buckets kept: enough for the recent window plus the baseline.")
+    gaps_kept: int = doc(
+        12, "Inter-purchase gaps kept for the customer's typical gap (median).")
+    complaint_days: int = doc(365, "Complaints older than this many days no longer count.")
+    complaints_kept: int = doc(30, "At most this many complaints are remembered per customer.")
+    allowed_lateness_days: float = doc(7.0, """
+        Events this many days behind their partition's event-time clock are applied;
+        older ones go to dead-letters as too late (their windows have passed).""")
+    max_future_hours: float = doc(48.0, """
+        Events this many hours ahead of the wall clock (or of the partition's clock,
+        when a replay runs ahead of the wall clock) go to dead-letters as from the
+        future: one mistyped year must not move a partition's clock.""")
+    event_ids_kept: int = doc(32, """
+        Event ids remembered per customer, across its topics: an event sent again
+        with one of them (a producer's retry, a connector's re-send) is dropped.""")
 
 
 @dataclass(frozen=True, slots=True)
 class FrequencyDrop:
     """Buying less often (or spending less) than the customer's own past."""
 
-    #: Recent window, in buckets (the current, partial bucket included).
-    recent_buckets: int = 3
-    #: Baseline window, in buckets, immediately before the recent window.
-    baseline_buckets: int = 12
-    #: Enough history to judge: purchases in the baseline and its span.
-    min_baseline_purchases: int = 4
-    min_baseline_days: int = 90
-    #: Fires when recent count (or spend) is at most this share of expected...
-    max_ratio: float = 0.5
-    #: ...and the count is that low with at most this Poisson probability,
-    #: so a customer who buys twice a year is not "dropping" after a quiet month.
-    max_probability: float = 0.05
-    #: Spend alone is judged only when at least this many purchases were
-    #: expected in the recent window (a few baskets vary too much).
-    min_expected_for_spend: float = 5.0
+    recent_buckets: int = doc(3, """
+        Recent window, in buckets (the current, partial bucket included).""")
+    baseline_buckets: int = doc(12, """
+        Baseline window, in buckets, immediately before the recent window.""")
+    min_baseline_purchases: int = doc(4, """
+        Enough history to judge: at least this many purchases in the baseline...""")
+    min_baseline_days: int = doc(90, "...over a baseline at least this many days long.")
+    max_ratio: float = doc(0.5, """
+        Fires when the recent count (or spend) is at most this share of the
+        expected...""")
+    max_probability: float = doc(0.05, """
+        ...and the count is that low with at most this Poisson probability, so a
+        customer who buys twice a year is not "dropping" after a quiet month.""")
+    min_expected_for_spend: float = doc(5.0, """
+        Spend alone is judged only when at least this many purchases were expected
+        in the recent window (a few baskets vary too much).""")
 
 
 @dataclass(frozen=True, slots=True)
 class Overdue:
     """The next purchase is late compared with the customer's usual gap."""
 
-    #: Late = days since last purchase > multiple x typical gap.
-    multiple: float = 3.0
-    #: ...and past this multiple of the longest of the customer's recent gaps.
-    longest_gap_multiple: float = 1.25
-    #: Never judge anyone late before this many days.
-    min_days: float = 21.0
-    #: Gaps needed before the customer's own typical gap is trusted...
-    min_gaps: int = 2
-    #: ...otherwise (one-time buyers) this population typical gap is used.
-    population_gap_days: float = 45.0
-    #: Past this many days without a purchase the customer counts as lapsed
-    #: and gets a win-back offer rather than a friendly reach-out.
-    lapsed_days: float = 120.0
+    multiple: float = doc(3.0, """
+        Late = days since the last purchase > this multiple of the typical gap...""")
+    longest_gap_multiple: float = doc(1.25, """
+        ...and past this multiple of the longest of the customer's recent gaps.""")
+    min_days: float = doc(21.0, "Never judge anyone late before this many days.")
+    min_gaps: int = doc(2, "Gaps needed before the customer's own typical gap is trusted...")
+    population_gap_days: float = doc(45.0, """
+        ...otherwise (one-time buyers) this population typical gap is used.""")
+    lapsed_days: float = doc(120.0, """
+        Past this many days without a purchase the customer counts as lapsed and
+        gets a win-back offer rather than a friendly reach-out.""")
 
 
 @dataclass(frozen=True, slots=True)
 class Complaints:
     """Complaining more often or more severely than before."""
 
-    window_days: int = 30
-    min_count: int = 2
-    #: Severity-weighted volume (sum of severities 1-5) that trips the signal.
-    min_weighted: float = 6.0
-    #: The window volume must also exceed this multiple of the customer's own
-    #: usual volume per window (measured over ``[history].complaint_days``).
-    baseline_multiple: float = 2.0
-    #: One complaint this severe or worse trips the signal on its own.
-    critical_severity: int = 5
+    window_days: int = doc(30, "Complaints in this many days are judged together.")
+    min_count: int = doc(2, "At least this many complaints in the window...")
+    min_weighted: float = doc(6.0, """
+        ...with at least this severity-weighted volume (sum of severities 1-5).""")
+    baseline_multiple: float = doc(2.0, """
+        The window's volume must also exceed this multiple of the customer's own
+        usual volume per window (measured over [history].complaint_days).""")
+    critical_severity: int = doc(5, """
+        One complaint this severe or worse trips the signal on its own.""")
+
+
+def _weight(signal: str, default: float) -> float:
+    return doc(default, f"Weight of {signal} in the risk score (0-100).")
 
 
 @dataclass(frozen=True, slots=True)
 class Scoring:
     """Risk score 0-100 from the active signals (noisy-OR of weights)."""
 
-    weight_frequency_drop: float = 45.0
-    weight_overdue: float = 50.0
-    weight_complaints: float = 45.0
-    weight_unresponsive: float = 35.0
-    weight_technical_faults: float = 35.0
-    weight_competitor_probing: float = 60.0
-    weight_compensation_escalation: float = 40.0
-    weight_hostile_tone: float = 40.0
-    weight_neglected: float = 60.0
-    #: Severity bands by risk.
-    medium_at: float = 35.0
-    high_at: float = 60.0
-    critical_at: float = 80.0
-    #: Spend over the last year (365 days of event time) at which a customer
-    #: counts as high value and is routed to the call centre whatever the risk.
-    high_value_spend: float = 5000.0
+    weight_frequency_drop: float = _weight("FREQUENCY_DROP", 45.0)
+    weight_overdue: float = _weight("OVERDUE", 50.0)
+    weight_complaints: float = _weight("COMPLAINTS", 45.0)
+    weight_unresponsive: float = _weight("UNRESPONSIVE", 35.0)
+    weight_technical_faults: float = _weight("TECHNICAL_FAULTS", 35.0)
+    weight_competitor_probing: float = _weight("COMPETITOR_PROBING", 60.0)
+    weight_compensation_escalation: float = _weight("COMPENSATION_ESCALATION", 40.0)
+    weight_hostile_tone: float = _weight("HOSTILE_TONE", 40.0)
+    weight_neglected: float = _weight("NEGLECTED", 60.0)
+    medium_at: float = doc(35.0, "Risk from which an alert's severity is medium...")
+    high_at: float = doc(60.0, "...high...")
+    critical_at: float = doc(80.0, "...and critical.")
+    high_value_spend: float = doc(5000.0, """
+        Spend over the last year (365 days of event time) at which a customer
+        counts as high value and is routed to the call centre whatever the risk.""")
 
 
 @dataclass(frozen=True, slots=True)
 class Alerting:
     """When an alert is raised, re-raised and closed (no alert storms)."""
 
-    #: An episode opens when the risk reaches this...
-    open_at: float = 30.0
-    #: ...and closes when it falls below this (hysteresis).
-    close_below: float = 15.0
-    #: Within an episode, re-alert when the risk rises by this much or a new
-    #: signal joins; otherwise stay quiet.
-    escalate_step: float = 15.0
-    #: A signal alerted on counts as "new" again only after this many days.
-    cooldown_days: float = 14.0
+    open_at: float = doc(30.0, "An episode opens when the risk reaches this...")
+    close_below: float = doc(15.0, "...and closes when it falls below this (hysteresis).")
+    escalate_step: float = doc(15.0, """
+        Within an episode, re-alert when the risk rises by this much or a new
+        signal joins; otherwise stay quiet.""")
+    cooldown_days: float = doc(14.0, """
+        A signal alerted on counts as "new" again only after this many days.""")
 
 
 @dataclass(frozen=True, slots=True)
 class Unresponsive:
     """The customer ignores the business: outreach unanswered, unopened, bounced."""
 
-    #: Window over which outbound contact days are counted.
-    window_days: int = 60
-    #: Consecutive outreach *days* without any response (a burst of calls on
-    #: one day is one day: our own persistence is not the customer's silence).
-    min_streak_days: int = 3
-    #: Fires also when the response rate in the window falls to this share of
-    #: the customer's own earlier response rate (with enough outreach to judge).
-    max_rate_ratio: float = 0.4
-    min_outreach_days: int = 4
+    window_days: int = doc(60, "Window over which outbound contact days are counted.")
+    min_streak_days: int = doc(3, """
+        Consecutive outreach *days* without any response (a burst of calls on one
+        day is one day: our own persistence is not the customer's silence).""")
+    max_rate_ratio: float = doc(0.4, """
+        Fires also when the response rate in the window falls to this share of the
+        customer's own earlier response rate...""")
+    min_outreach_days: int = doc(4, """
+        ...with at least this many outreach days in the window and before it.""")
 
 
 @dataclass(frozen=True, slots=True)
 class TechnicalFaults:
     """Repeated technical faults or service failures (complaints and contacts)."""
 
-    window_days: int = 60
-    min_count: int = 2
+    window_days: int = doc(60, "Faults reported in this many days are counted...")
+    min_count: int = doc(2, "...and this many trip the signal.")
 
 
 @dataclass(frozen=True, slots=True)
 class CompetitorProbing:
     """Mentions of competitors, their prices or offers, requests to match them."""
 
-    window_days: int = 90
-    min_count: int = 1
+    window_days: int = doc(90, "Mentions in this many days are counted...")
+    min_count: int = doc(1, "...and this many trip the signal.")
 
 
 @dataclass(frozen=True, slots=True)
 class CompensationEscalation:
     """Compensation demanded more often or for more money."""
 
-    window_days: int = 90
-    min_count: int = 2
-    #: Or a single demand at least this large.
-    large_amount: float = 500.0
+    window_days: int = doc(90, "Demands in this many days are counted...")
+    min_count: int = doc(2, "...and this many trip the signal...")
+    large_amount: float = doc(500.0, "...or a single demand at least this large.")
 
 
 @dataclass(frozen=True, slots=True)
 class HostileTone:
     """Resentful, confrontational language toward staff."""
 
-    window_days: int = 60
-    min_count: int = 1
+    window_days: int = doc(60, "Hostile messages in this many days are counted...")
+    min_count: int = doc(1, "...and this many trip the signal.")
 
 
 @dataclass(frozen=True, slots=True)
 class Neglected:
     """A valuable customer the business has not contacted in a long time."""
 
-    days: float = 120.0
-    #: Spend over the last year that makes a customer valuable enough.
-    min_spend_last_year: float = 2500.0
+    days: float = doc(120.0, """
+        Days since our last outbound contact (or since we first saw the customer)
+        that count as neglect...""")
+    min_spend_last_year: float = doc(2500.0, """
+        ...for a customer whose spend over the last year is at least this.""")
 
 
 @dataclass(frozen=True, slots=True)
 class Text:
     """Lexicon extensions for the text signals, Hebrew or English."""
 
-    #: Competitor brand names (matched with Hebrew prefixes too).
-    competitors: tuple[str, ...] = ()
-    competitor_terms: tuple[str, ...] = ()
-    compensation_terms: tuple[str, ...] = ()
-    hostile_terms: tuple[str, ...] = ()
-    fault_terms: tuple[str, ...] = ()
+    competitors: tuple[str, ...] = doc((), """
+        Competitor brand names (matched with Hebrew prefixes too).""")
+    competitor_terms: tuple[str, ...] = doc((), """
+        Extra words or phrases that mean probing a competitor's offer.""")
+    compensation_terms: tuple[str, ...] = doc((), """
+        Extra words or phrases that mean demanding compensation.""")
+    hostile_terms: tuple[str, ...] = doc((), "Extra words or phrases that mean hostility.")
+    fault_terms: tuple[str, ...] = doc((), """
+        Extra words or phrases that mean a technical fault or service failure.""")
 
 
 @dataclass(frozen=True, slots=True)
 class Feedback:
     """What outcomes reported on the feedback topic do to alerting."""
 
-    #: After "contacted": no re-alert for this many days (the episode stays open).
-    contacted_quiet_days: float = 14.0
-    #: After "retained" or "false_alarm": episode closed, quiet this long.
-    resolved_quiet_days: float = 45.0
+    contacted_quiet_days: float = doc(14.0, """
+        After "contacted": no re-alert for this many days (the episode stays open).""")
+    resolved_quiet_days: float = doc(45.0, """
+        After "retained" or "false_alarm": the episode is closed and stays quiet this
+        many days.""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,15 +337,31 @@ def load_policy(path: str | Path | None) -> Policy:
     return policy_from_mapping(data, str(p))
 
 
-def policy_toml(policy: Policy) -> str:
-    """The policy as a TOML document (every key, so it can be edited and reloaded)."""
+def key_doc(section: Any, name: str) -> str:
+    """A policy key's documentation (empty when it has none)."""
+    return str(next(f.metadata.get("doc", "") for f in fields(section) if f.name == name))
+
+
+def policy_toml(policy: Policy, documented: bool = False) -> str:
+    """The policy as a TOML document (every key, so it can be edited and reloaded).
+
+    ``documented`` puts each section's and key's documentation above it as
+    comments, for a file to start from.
+    """
+    def comment(text: str) -> list[str]:
+        return textwrap.wrap(text, 78, initial_indent="# ", subsequent_indent="# ")
+
     lines: list[str] = []
     for section in fields(policy):
         values = getattr(policy, section.name)
+        if documented:
+            lines.extend(comment(str(type(values).__doc__).strip()))
         lines.append(f"[{section.name}]")
         for f in fields(values):
             v = getattr(values, f.name)
             text = json.dumps(list(v), ensure_ascii=False) if isinstance(v, tuple) else repr(v)
+            if documented and f.metadata.get("doc"):
+                lines.extend(comment(f.metadata["doc"]))
             lines.append(f"{f.name} = {text}")
         lines.append("")
     return "\n".join(lines)

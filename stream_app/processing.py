@@ -37,6 +37,8 @@ is derived and rebuilt after a rebalance, so losing a worker loses nothing.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import time
 from collections import Counter, deque
@@ -50,11 +52,11 @@ import orjson
 from . import metrics
 from .alerting import assess, iso
 from .clock import DueIndex
-from .decoding import Decoded, Rejected, decode
+from .decoding import MAX_EVENT_BYTES, REASON_CODES, Decoded, Rejected, decode
 from .ordering import MergeQueue
 from .policy import Policy
 from .records import ChurnAlert, DeadLetter, Feedback
-from .state import DAY, CustomerState, already_applied, apply_event, new_state
+from .state import DAY, CustomerState, already_applied, apply_event, new_state, seen_event
 
 log = logging.getLogger("churnwatch")
 
@@ -111,21 +113,58 @@ def checkpoint_key(partition: int) -> bytes:
     return CHECKPOINT_PREFIX + str(partition).encode()
 
 
-def dead_letter(topic: str, partition: int, offset: int, key: bytes | None,
-                value: bytes | None, reason: str) -> DeadLetter:
-    """Keep the original bytes: as text when they are UTF-8, else base64."""
-    raw = value or b""
-    try:
-        text, encoding = raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        import base64
+#: The most of a message's value (and key) a dead letter copies.  As much as
+#: an event may be, so every message that could have been an event is kept
+#: whole; JSON escaping (six bytes for a control character) and base64 keep
+#: the letter well under a broker's default message size limit (1 MB).
+DEAD_LETTER_VALUE_BYTES = MAX_EVENT_BYTES
+DEAD_LETTER_KEY_BYTES = 1024
+#: Tries to send a dead letter, and the pause before each retry (seconds).
+DEAD_LETTER_TRIES = 4
+DEAD_LETTER_BACKOFF = 0.5
 
-        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+
+def _text(raw: bytes, cut: bool) -> tuple[str, str]:
+    """The bytes as text when they are UTF-8, else base64.
+
+    A prefix (``cut``) of UTF-8 text may end inside a character: that
+    character is dropped rather than the whole copy turned into base64.
+    """
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        if cut and exc.end == len(raw) and exc.reason == "unexpected end of data":
+            return raw[:exc.start].decode("utf-8"), "utf-8"
+        return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+def dead_letter(topic: str, partition: int, offset: int, key: bytes | None,
+                value: bytes | None, reason: str, code: str = "other") -> DeadLetter:
+    """A dead letter that is always small enough to send.
+
+    The value is copied whole up to :data:`DEAD_LETTER_VALUE_BYTES`, else its
+    prefix; the digest and the size name the original, which stays at
+    ``topic``/``partition``/``offset`` for as long as the topic keeps it.
+    """
+    raw = value or b""
+    copied = raw[:DEAD_LETTER_VALUE_BYTES]
+    text, encoding = _text(copied, cut=len(copied) < len(raw))
+    shown_key = None
+    if key is not None:
+        shown_key = key[:DEAD_LETTER_KEY_BYTES].decode("utf-8", "replace")
     return DeadLetter(
         topic=topic, partition=partition, offset=offset, reason=reason,
-        key=key.decode("utf-8", "replace") if key is not None else None,
-        value=text, value_encoding=encoding, received_at=iso(time.time()),
+        key=shown_key, value=text, value_encoding=encoding, received_at=iso(time.time()),
+        reason_code=code if code in REASON_CODES else "other", value_size=len(raw),
+        value_sha256=hashlib.sha256(raw).hexdigest(), value_truncated=len(copied) < len(raw),
     )
+
+
+def _without_value(letter: DeadLetter) -> DeadLetter:
+    """The letter with no copy of the value: what is sent when the full one cannot be."""
+    fields = letter.asdict()
+    fields.update(value="", value_encoding="utf-8", value_truncated=letter.value_size > 0)
+    return DeadLetter(**fields)
 
 
 async def nothing_published(partition: int, offset: int) -> Resumed:
@@ -144,7 +183,10 @@ class Stats:
     """Per-processor counts (the Prometheus metrics are process-wide)."""
 
     events: Counter[str] = field(default_factory=Counter)
+    #: Redelivered messages (an offset already applied) and events sent again
+    #: (an event id already applied, at another offset).
     duplicates: int = 0
+    duplicate_events: int = 0
     suppressed: int = 0
     #: Messages handed in before a reset, dropped (delivered again after it).
     before_reset: int = 0
@@ -173,6 +215,9 @@ class Queued:
     decoded: Decoded
     ingested: float | None
     turn: Turn | None
+    #: The message as it came (for its dead letter, should it be refused at release).
+    key: bytes | None
+    value: bytes | None
 
 
 @dataclass(slots=True)
@@ -186,6 +231,8 @@ class Round:
     states: list[CustomerState]
     #: Done when the round was written: acknowledged once it has settled.
     acks: list[Turn] = field(default_factory=list)
+    #: The partition's clock over the round's events (kept in the checkpoint).
+    clock: float | None = None
 
 
 @dataclass(slots=True)
@@ -208,6 +255,8 @@ class PartitionWork:
     #: Alert ids already on the alerts topic but maybe not in the states yet.
     published: set[str] | None = None
     checkpoint: int = 0
+    #: The clock as the last checkpoint written holds it.
+    saved_clock: float | None = None
     last_flush: float = 0.0
 
 
@@ -351,7 +400,14 @@ class Processor:
         work = self._work(partition)
         if work.published is None:
             raw = self.table.get(checkpoint_key(partition))
-            work.checkpoint = int(orjson.loads(raw)["alerts_offset"]) if raw else 0
+            saved = orjson.loads(raw) if raw else {}
+            work.checkpoint = int(saved.get("alerts_offset", 0))
+            # The clock over the events committed so far, so that lateness
+            # after a restart is judged as it would have been without one.
+            clock = saved.get("clock")
+            if clock is not None and work.clock is None:
+                work.clock = work.saved_clock = float(clock)
+                work.clock_wall = self.wall()
             resumed = await self.resume(partition, work.checkpoint)
             work.published = resumed.published
             # Until a topic delivers, its backlog counts from where Kafka resumes.
@@ -386,8 +442,10 @@ class Processor:
             work = self.parts.get(partition)
             if work is None or work.published is None or self.stale:
                 work = await self._ready(partition)
+            future = self._future_limit(work)
             for offset, key, value, ingested, ack in messages:
-                await self._take(work, topic, partition, offset, key, value, ingested, ack)
+                await self._take(work, topic, partition, offset, key, value, ingested, ack,
+                                 future)
             # Released once per batch, not per message: the merge order is the
             # same (a topic's later messages never overtake its head), and a
             # batch ends in one release that stops, not one per message.
@@ -402,8 +460,14 @@ class Processor:
 
     async def _take(self, work: PartitionWork, topic: str, partition: int, offset: int,
                     key: bytes | None, value: bytes | None,
-                    ingested: float | None, ack: Ack | None) -> None:
-        """Decode one message and queue it for the merge (or dead-letter it)."""
+                    ingested: float | None, ack: Ack | None, future: float) -> None:
+        """Decode one message and queue it for the merge (or dead-letter it).
+
+        An event dated after ``future`` is refused here, before it is queued:
+        queued, it would hold its topic back in the merge until the others
+        caught up with it; applied, it would move the partition's clock years
+        ahead, and every later event would be too late.
+        """
         if offset <= work.offered.get(topic, -1):
             # Delivered again in the same session (Faust may re-fetch a
             # partition's last message): the first copy is applied or queued,
@@ -417,17 +481,37 @@ class Processor:
             turn = Turn(ack)
             work.acks.setdefault(topic, deque()).append(turn)
         result = decode(self.kinds[topic], key, value)
-        reason = (result.reason if isinstance(result, Rejected)
-                  else self._too_late(partition, result.ts))
-        if reason is not None:
-            await self._reject(work, topic, partition, offset, key, value, reason)
+        if isinstance(result, Rejected):
+            await self._reject(work, topic, partition, offset, key, value, result.reason,
+                               result.code)
+            _done(work, turn)
+        elif result.ts > future:
+            await self._reject(work, topic, partition, offset, key, value,
+                               self._from_future(work, result.ts), "from_future")
             _done(work, turn)
         else:
-            assert isinstance(result, Decoded)
             # Acknowledged only once applied and flushed: while it waits
             # here, a crash must leave it to be delivered again.
             work.queue.push(topic, result.ts, offset,
-                            Queued(topic, offset, result, ingested, turn))
+                            Queued(topic, offset, result, ingested, turn, key, value))
+
+    def _future_limit(self, work: PartitionWork) -> float:
+        """The latest event time accepted now: the wall clock, or the partition's
+        clock where a replay runs ahead of it, plus ``[history].max_future_hours``.
+
+        Relative, so a replay of history (all of it in the past) is never
+        refused, and events of a few seconds ahead (producers' clocks
+        differ) are not either.
+        """
+        ahead = self.policy.history.max_future_hours * 3600.0
+        return max(self.wall(), work.clock or 0.0) + ahead
+
+    def _from_future(self, work: PartitionWork, ts: float) -> str:
+        hours = self.policy.history.max_future_hours
+        base = max(self.wall(), work.clock or 0.0)
+        return (f"from the future: event time {iso(ts)} is {(ts - base) / 3600:.1f} hours "
+                f"ahead of {iso(base)} (the wall clock, or this partition's clock if later); "
+                f"at most {hours:g} hours are allowed ([history].max_future_hours)")
 
     def _too_late(self, partition: int, ts: float) -> str | None:
         """Why an event is too far behind its partition's clock, or None."""
@@ -476,34 +560,94 @@ class Processor:
                 # goes to dead-letters with the error, to be replayed once fixed.
                 log.exception("processing failed", extra={"fields": {
                     "topic": q.topic, "partition": partition, "offset": q.offset}})
-                await self._reject(work, q.topic, partition, q.offset,
-                                   q.decoded.record.customer_id.encode(),
-                                   q.decoded.record.dumps(),
-                                   f"processing failed: {type(exc).__name__}: {exc}")
+                await self._reject(work, q.topic, partition, q.offset, q.key, q.value,
+                                   f"processing failed: {type(exc).__name__}: {exc}"[:2000],
+                                   "processing_failed")
 
     async def _reject(self, work: PartitionWork, topic: str, partition: int, offset: int,
-                      key: bytes | None, value: bytes | None, reason: str) -> None:
-        metrics.DEAD_LETTERS.labels(topic, metrics.reason_kind(reason)).inc()
+                      key: bytes | None, value: bytes | None, reason: str, code: str) -> None:
+        letter = dead_letter(topic, partition, offset, key, value, reason, code)
+        metrics.DEAD_LETTERS.labels(topic, letter.reason_code).inc()
         log.warning("dead-lettered", extra={"fields": {
-            "topic": topic, "partition": partition, "offset": offset, "reason": reason}})
-        work.other_sends.append(await self.send_dead_letter(
-            key, dead_letter(topic, partition, offset, key, value, reason)))
+            "topic": topic, "partition": partition, "offset": offset,
+            "reason_code": letter.reason_code, "reason": reason}})
+        if key is not None:
+            key = key[:DEAD_LETTER_KEY_BYTES]
+        work.other_sends.append(await self._send_letter(key, letter))
+
+    async def _send_letter(self, key: bytes | None, letter: DeadLetter) -> Awaitable[None]:
+        """Hand a dead letter to the producer; what it returns never raises.
+
+        A dead letter that cannot be sent must not stop the worker: the
+        message would be delivered again at every restart and fail again, a
+        crash loop.  A failure (now, or when the broker answers) is logged,
+        counted and retried, without the copy of the value after the first
+        (its size is the likely cause); after the last try the message is
+        skipped with a metric and an error line naming where it still is.
+        """
+        try:
+            sent = await self.send_dead_letter(key, letter)
+        except Exception as exc:
+            self._letter_failed(letter, exc, 1)
+            return asyncio.ensure_future(self._retry_letter(key, letter))
+        return asyncio.ensure_future(self._confirm_letter(sent, key, letter))
+
+    async def _confirm_letter(self, sent: Awaitable[Any], key: bytes | None,
+                              letter: DeadLetter) -> None:
+        try:
+            await sent
+        except Exception as exc:
+            self._letter_failed(letter, exc, 1)
+            await self._retry_letter(key, letter)
+
+    async def _retry_letter(self, key: bytes | None, letter: DeadLetter) -> None:
+        letter = _without_value(letter)
+        for attempt in range(2, DEAD_LETTER_TRIES + 1):
+            await asyncio.sleep(DEAD_LETTER_BACKOFF * 2 ** (attempt - 2))
+            try:
+                await (await self.send_dead_letter(key, letter))
+                return
+            except Exception as exc:
+                self._letter_failed(letter, exc, attempt)
+        metrics.DEAD_LETTERS_UNSENT.labels(letter.topic).inc()
+        log.error("dead letter not sent; the message is skipped", extra={"fields": {
+            "topic": letter.topic, "partition": letter.partition, "offset": letter.offset,
+            "reason_code": letter.reason_code, "tries": DEAD_LETTER_TRIES}})
+
+    def _letter_failed(self, letter: DeadLetter, exc: Exception, attempt: int) -> None:
+        metrics.DEAD_LETTER_SEND_FAILURES.labels(letter.topic).inc()
+        log.warning("could not send a dead letter", extra={"fields": {
+            "topic": letter.topic, "partition": letter.partition, "offset": letter.offset,
+            "attempt": attempt, "of": DEAD_LETTER_TRIES,
+            "error": f"{type(exc).__name__}: {exc}"[:500]}})
 
     async def _apply(self, partition: int, work: PartitionWork, q: Queued) -> None:
         d = q.decoded
         cid = d.record.customer_id
         state = self.load(cid)
+        if state is not None:
+            if already_applied(state, q.topic, q.offset):
+                # The clock moves over events applied before a crash too, so
+                # that it follows the same course as in a run that never stopped.
+                self._advance(work, d.ts)
+                self.stats.duplicates += 1
+                metrics.child(metrics.DUPLICATES, q.topic).inc()
+                return
+            if seen_event(state, d.record):
+                self.stats.duplicate_events += 1
+                metrics.child(metrics.DUPLICATE_EVENTS, q.topic).inc()
+                return
+        # Judged here, in merge order, not as the message arrives: the clock
+        # then holds exactly the events before this one, however the input
+        # was cut into fetches, so a replay refuses the same events.
+        late = self._too_late(partition, d.ts)
+        if late is not None:
+            await self._reject(work, q.topic, partition, q.offset, q.key, q.value, late,
+                               "too_late")
+            return
         if state is None:
             state = self.cache[cid] = new_state(cid)
-        # The clock moves over events applied before a crash too, so that it
-        # follows the same course as in a run that never stopped.
-        if work.clock is None or d.ts > work.clock:
-            work.clock = d.ts
-        work.clock_wall = self.wall()
-        if already_applied(state, q.topic, q.offset):
-            self.stats.duplicates += 1
-            metrics.child(metrics.DUPLICATES, q.topic).inc()
-            return
+        now = self._advance(work, d.ts)
         if state.first_ts == 0.0:
             self.customers += 1
             metrics.CUSTOMERS.set(self.customers)
@@ -511,14 +655,21 @@ class Processor:
                     offset=q.offset, policy=self.policy)
         # A late event (within the allowed lateness) is judged at the
         # partition's clock: the customer as of now, including it.
-        alert = self._assess(partition, work, state, work.clock)
+        alert = self._assess(partition, work, state, now)
         if alert is not None:
-            await self._publish(partition, work, state, alert, work.clock, q.ingested)
+            await self._publish(partition, work, state, alert, now, q.ingested)
         kind = self.kinds[q.topic]
         self.stats.events[kind] += 1
         metrics.child(metrics.EVENTS, q.topic).inc()
         if isinstance(d.record, Feedback):
             metrics.FEEDBACK.labels(d.record.outcome).inc()
+
+    def _advance(self, work: PartitionWork, ts: float) -> float:
+        """Move the partition's clock over an applied event; its time now."""
+        if work.clock is None or ts > work.clock:
+            work.clock = ts
+        work.clock_wall = self.wall()
+        return work.clock
 
     def _assess(self, partition: int, work: PartitionWork, state: CustomerState,
                 now: float) -> ChurnAlert | None:
@@ -661,7 +812,7 @@ class Processor:
                 continue
             work.last_flush = wall
             r = Round(partition, work.alert_offsets, work.other_sends,
-                      [self.cache[cid] for cid in work.dirty])
+                      [self.cache[cid] for cid in work.dirty], clock=work.clock)
             work.alert_offsets, work.other_sends = [], []
             work.dirty.clear()
             # What is done now is in the states about to be written.
@@ -703,10 +854,12 @@ class Processor:
             await self.seal()
         for r in rounds:
             work = self.parts.get(r.partition)
-            if work is not None and (r.alert_offsets or (self.seal is not None and r.states)):
+            if work is not None and (r.alert_offsets or (self.seal is not None and r.states)
+                                     or r.clock != work.saved_clock):
                 with self.in_partition(r.partition):
                     self.table[checkpoint_key(r.partition)] = orjson.dumps(
-                        {"alerts_offset": work.checkpoint})
+                        {"alerts_offset": work.checkpoint, "clock": r.clock})
+                work.saved_clock = r.clock
             for turn in r.acks:
                 turn.ack()
 

@@ -126,6 +126,16 @@ class ChurnAlert(faust.Record, include_metadata=False, validation=False, seriali
 
 
 class DeadLetter(faust.Record, include_metadata=False, validation=False, serializer="json"):
+    """An input message the worker could not use, always small enough to send.
+
+    ``value`` is the original message whole when it is no larger than an
+    event may be, else a prefix (``value_truncated``); the original is still
+    at ``topic``/``partition``/``offset``, and ``value_sha256`` and
+    ``value_size`` say which bytes it was.  ``reason_code`` is one of a
+    closed set (:data:`stream_app.decoding.REASON_CODES`), for metrics and
+    filters; ``reason`` is the text a person reads.
+    """
+
     topic: str
     partition: int
     offset: int
@@ -134,6 +144,10 @@ class DeadLetter(faust.Record, include_metadata=False, validation=False, seriali
     value: str
     value_encoding: str
     received_at: str
+    reason_code: str = "other"
+    value_size: int = 0
+    value_sha256: str = ""
+    value_truncated: bool = False
     schema_version: int = SCHEMA_VERSION
 
 

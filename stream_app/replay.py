@@ -16,8 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaProducer
-
+from . import clients
 from .demo import Progress
 from .mapping import MappedEvent
 from .settings import Settings
@@ -44,8 +43,7 @@ class Sent:
 def send(s: Settings, events: Iterable[MappedEvent], total: int, progress: Progress,
          speed: float | None = None) -> Sent:
     """Send events in the order given; returns once the broker acknowledged them all."""
-    producer = KafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=20,
-                             batch_size=256 * 1024, acks=1)
+    producer = clients.producer(s, linger_ms=20, batch_size=256 * 1024, acks=1)
     offsets: dict[tuple[str, int], int] = {}
     failures: list[BaseException] = []
 

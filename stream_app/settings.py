@@ -11,12 +11,13 @@ policy file (:mod:`stream_app.policy`) whose path is ``CHURNWATCH_POLICY_FILE``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +194,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     known = {env_name(f.name): f for f in fields(Settings)}
     for key in env:
         if key.startswith(PREFIX) and key not in known:
+            # Compared without the prefix, which every name shares.
+            near = difflib.get_close_matches(key.removeprefix(PREFIX).upper(),
+                                             [f.name.upper() for f in fields(Settings)],
+                                             n=1, cutoff=0.6)
             raise ConfigError(
+                f"{key} is not a setting; did you mean {PREFIX}{near[0]}?" if near else
                 f"{key} is not a setting; known settings: {', '.join(sorted(known))}"
             )
     values: dict[str, Any] = {}
@@ -203,7 +209,50 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     return validate(Settings(**values))
 
 
+#: Settings whose values are names from a fixed list, in the case the list
+#: uses.  Kafka and Python take ``sasl_ssl`` and ``INFO`` alike, so we do too.
+_CASE_FOLDED: dict[str, tuple[str, ...]] = {
+    "log_level": LOG_LEVELS, "log_format": ("json", "text"), "broker_profile": PROFILES,
+    "security_protocol": SECURITY_PROTOCOLS, "sasl_mechanism": SASL_MECHANISMS,
+}
+
+
+def _fold_case(s: Settings) -> Settings:
+    """``s`` with list-valued settings in their listed case; others untouched,
+    so an error still quotes what was written."""
+    changes: dict[str, Any] = {}
+    for name, allowed in _CASE_FOLDED.items():
+        value = getattr(s, name)
+        for choice in allowed:
+            if value != choice and value.casefold() == choice.casefold():
+                changes[name] = choice
+    return replace(s, **changes) if changes else s
+
+
+#: What ``churnwatch config`` shows instead of a secret that is set.
+MASK = "********"
+
+
+def describe_settings(s: Settings, environ: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Each setting's variable, effective value, source (``env`` or ``default``) and default.
+
+    Secrets are the fields kept out of ``repr`` (``field(repr=False)``), so a
+    new secret is masked here by the same mark that keeps it out of logs.
+    """
+    rows = []
+    for f in fields(Settings):
+        value = getattr(s, f.name)
+        if not f.repr and value:
+            value = MASK
+        rows.append({"name": env_name(f.name), "value": value,
+                     "source": "env" if env_name(f.name) in environ else "default",
+                     "default": f.default})
+    return rows
+
+
 def validate(s: Settings) -> Settings:
+    s = _fold_case(s)
+
     def bad(name: str, why: str) -> ConfigError:
         return ConfigError(f"{env_name(name)}={getattr(s, name)!r}: {why}")
 

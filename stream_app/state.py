@@ -24,7 +24,9 @@ instead of a Python loop.
 Idempotence: the state remembers the last offset it applied from each source
 topic.  A customer's events always come from the same partition of each topic,
 so after a crash the events re-delivered from the last committed offset are
-recognised and skipped instead of being counted twice.
+recognised and skipped instead of being counted twice.  It also remembers
+the ids of its latest events (``[history].event_ids_kept``), so the same
+event sent twice, at two offsets, is counted once.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from .policy import Policy
 from .records import Complaint, Contact, Feedback, Purchase
 
 DAY = 86400.0
-STATE_VERSION = 2
+STATE_VERSION = 3
 #: How many recent purchases are kept as evidence.
 RECENT_PURCHASES_KEPT = 8
 #: Outbound-contact outcomes that count as the customer responding.
@@ -84,6 +86,10 @@ class CustomerState:
     partition: int = -1
     #: Source topic -> last applied offset (makes redelivery harmless).
     offsets: dict[str, int] = field(default_factory=dict)
+    #: The ids of the latest events applied, oldest first, each prefixed with
+    #: its kind's letter (ids are unique per topic, not across topics): the
+    #: same event sent again at another offset is recognised and dropped.
+    event_ids: list[str] = field(default_factory=list)
     first_ts: float = 0.0
     last_ts: float = 0.0
     # Purchases
@@ -249,6 +255,23 @@ def already_applied(state: CustomerState, topic: str, offset: int) -> bool:
     return last is not None and offset <= last
 
 
+#: Record class -> the letter its event ids are prefixed with in ``event_ids``.
+_ID_PREFIX: dict[type, str] = {Purchase: "p", Contact: "c", Complaint: "k", Feedback: "f"}
+
+
+def _event_key(record: Purchase | Contact | Complaint | Feedback) -> str:
+    return _ID_PREFIX[type(record)] + record.event_id
+
+
+def seen_event(state: CustomerState, record: Purchase | Contact | Complaint | Feedback) -> bool:
+    """Whether the state applied an event with this id among its latest ones.
+
+    Offsets cannot tell: a producer that retries, or a connector that sends
+    again after a crash, puts the same event at a new offset.
+    """
+    return _event_key(record) in state.event_ids
+
+
 def _touch(state: CustomerState, topic: str, partition: int, offset: int, ts: float) -> None:
     if offset >= 0:
         state.offsets[topic] = offset
@@ -387,6 +410,10 @@ def apply_event(
 ) -> None:
     """Fold one validated event into the state (in place)."""
     _touch(state, topic, partition, offset, ts)
+    ids = state.event_ids
+    ids.append(_event_key(record))
+    if len(ids) > policy.history.event_ids_kept:
+        del ids[: -policy.history.event_ids_kept]
     if isinstance(record, Purchase):
         apply_purchase(state, record, ts, policy)
         state.alerting.lost = False  # a customer reported lost is back

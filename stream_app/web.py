@@ -1,9 +1,15 @@
 """HTTP on the worker's web server: health, readiness, metrics, customer look-up.
 
 Read-only.  ``GET /customers/{id}`` is routed by Faust to the worker that owns
-the customer's partition, so a call centre can ask any worker.  When
-``CHURNWATCH_API_TOKEN`` is set, every view but ``/health`` and ``/ready``
-needs ``Authorization: Bearer <token>``.  Errors are JSON with a message.
+the customer's partition, so a call centre can ask any worker.  Errors are
+JSON with a message.
+
+When ``CHURNWATCH_API_TOKEN`` is set, one gate in front of every route asks
+for ``Authorization: Bearer <token>``; only :data:`OPEN_PATHS` answer without
+it.  The gate is on the server, not in each view, so a route added later (by
+us or by Faust) is closed until someone opens it on purpose.  Faust's own
+table, router and statistics pages are switched off in
+:func:`stream_app.faust_config.app_options`.
 """
 
 from __future__ import annotations
@@ -11,14 +17,16 @@ from __future__ import annotations
 import hmac
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import orjson
+from aiohttp import web as aiohttp_web
 from faust import web
 from faust.sensors.monitor import Monitor
 from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
 from faust.tables.manager import TableManager
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from .agents import processor
 from .alerting import iso
@@ -101,15 +109,64 @@ setup_prometheus_sensors(app, name_prefix="churnwatch_faust")
 app.monitor = LeanPrometheusMonitor(metrics=cast(PrometheusMonitor, app.monitor)._metrics)
 
 
+#: The routes that answer without the token: probes and the scraper, which
+#: carry no customer data (no customer id is ever a metric label).
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+_Handler = Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]]
+
+
 def _error(view: web.View, status: int, message: str) -> web.Response:
     return view.json({"error": message, "status": status}, status=status)
 
 
-def _authorized(request: web.Request) -> bool:
+def _authorized(request: aiohttp_web.Request) -> bool:
     if not settings.api_token:
         return True
     given = request.headers.get("Authorization", "")
     return hmac.compare_digest(given, f"Bearer {settings.api_token}")
+
+
+@aiohttp_web.middleware
+async def _token_gate(request: aiohttp_web.Request,
+                      handler: _Handler) -> aiohttp_web.StreamResponse:
+    """Every route but :data:`OPEN_PATHS` needs the token.
+
+    Decided by the route the request matched, not by its text, and before the
+    view runs: a look-up Faust would forward to the owning worker is refused
+    here, and a forwarded one (Faust copies the request's headers, the
+    ``Authorization`` header with them) passes the owner's gate again.  An
+    unknown path answers 401 too, so the answer tells nothing about what
+    exists.
+    """
+    resource = request.match_info.route.resource
+    if (resource is not None and resource.canonical in OPEN_PATHS) or _authorized(request):
+        return await handler(request)
+    return aiohttp_web.json_response(
+        {"error": "missing or wrong bearer token (Authorization header)", "status": 401},
+        status=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _server() -> AiohttpWeb:
+    return cast(AiohttpWeb, app.web)
+
+
+_server().web_app.middlewares.append(_token_gate)
+
+
+def served_routes() -> list[tuple[str, str]]:
+    """Every (method, path pattern) the worker's web server answers.
+
+    Mounts Faust's pages as the worker's web server does when it starts, so
+    the list has what Faust adds as well as our views: a check of what is
+    exposed can walk them all instead of a list kept by hand.  For a process
+    that inspects the app, not for the worker (whose server mounts them).
+    """
+    server = _server()
+    server.init_server()
+    return sorted({(route.method, route.resource.canonical)
+                   for route in server.web_app.router.routes()
+                   if route.resource is not None})
 
 
 @app.page("/health")
@@ -133,8 +190,6 @@ async def ready(view: web.View, request: web.Request) -> web.Response:
 @app.table_route(table=customer_to_state, match_info="customer_id")
 async def customer(view: web.View, request: web.Request, customer_id: str) -> web.Response:
     """The customer's current risk, signals with evidence, episode and actions."""
-    if not _authorized(request):
-        return _error(view, 401, "missing or wrong bearer token (Authorization header)")
     if not _CUSTOMER_ID.match(customer_id):
         return _error(view, 400, "customer id must be 1-128 characters, no spaces or '/'")
     try:
@@ -150,8 +205,6 @@ async def customer(view: web.View, request: web.Request, customer_id: str) -> we
 @app.page("/alerts")
 async def alerts(view: web.View, request: web.Request) -> web.Response:
     """This worker's latest alerts, oldest first: ``?since=ISO-8601&limit=N``."""
-    if not _authorized(request):
-        return _error(view, 401, "missing or wrong bearer token (Authorization header)")
     since_text = request.query.get("since")
     since = parse_ts(since_text) if since_text else 0.0
     if isinstance(since, str):

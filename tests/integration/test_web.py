@@ -49,6 +49,9 @@ def test_health_ready_lookup_alerts_and_metrics(cluster: Cluster) -> None:
     assert body["episode"]["open"] is True and body["episode"]["alerts_sent"] == 1
     assert {x["code"] for x in body["actions"]} >= {"ACT_ON_COMPLAINT"}
     assert get(cluster, "/customers/nobody-here")[0] == 404
+    # Faust's own table and router pages are not served, token or not.
+    for path in ("/table/customer_to_state/web-1/", "/table/", "/router/"):
+        assert get(cluster, path)[0] == 404, path
     status, body = get(cluster, "/customers/" + "x" * 200)
     assert status == 400 and "128" in body["error"]
 
@@ -71,6 +74,7 @@ def test_health_ready_lookup_alerts_and_metrics(cluster: Cluster) -> None:
                  "churnwatch_event_time_to_alert_seconds_bucket",
                  # lag appears with the first tick after the partition's first event
                  "churnwatch_consumer_lag_messages{partition=",
+                 "churnwatch_consumer_commit_lag_messages{partition=",
                  "churnwatch_faust_messages_received_per_topic_total{",
                  "churnwatch_faust_table_operations_total{"):
         assert name in text, name

@@ -46,6 +46,38 @@ def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None
         from_env({**GOOD, **env})
 
 
+def test_names_from_a_list_are_taken_in_any_case() -> None:
+    s = from_env({**SASL, "CHURNWATCH_LOG_LEVEL": "INFO", "CHURNWATCH_LOG_FORMAT": "Text",
+                  "CHURNWATCH_SECURITY_PROTOCOL": "sasl_plaintext",
+                  "CHURNWATCH_SASL_MECHANISM": "scram-sha-256",
+                  "CHURNWATCH_BROKER_PROFILE": "LOCAL"})
+    assert (s.log_level, s.log_format, s.security_protocol, s.sasl_mechanism,
+            s.broker_profile) == ("info", "text", "SASL_PLAINTEXT", "SCRAM-SHA-256", "local")
+    assert "ssl_context" not in kafka_client_options(s)  # SASL_PLAINTEXT, folded, has no TLS
+    with pytest.raises(ConfigError, match="CHURNWATCH_LOG_LEVEL='LOUD'"):
+        from_env({**GOOD, "CHURNWATCH_LOG_LEVEL": "LOUD"})  # quoted as written
+
+
+@pytest.mark.parametrize("typo, meant", [
+    ("CHURNWATCH_BROKER_ULR", "CHURNWATCH_BROKER_URL"),
+    ("CHURNWATCH_BROKERURL", "CHURNWATCH_BROKER_URL"),
+    ("CHURNWATCH_LOGLEVEL", "CHURNWATCH_LOG_LEVEL"),
+    ("CHURNWATCH_partitions", "CHURNWATCH_PARTITIONS"),
+    ("CHURNWATCH_TOPIC_ALERT", "CHURNWATCH_TOPIC_ALERTS"),
+])
+def test_an_unknown_name_suggests_the_nearest_setting(typo: str, meant: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        from_env({**GOOD, typo: "x"})
+    assert str(err.value) == f"{typo} is not a setting; did you mean {meant}?"
+
+
+def test_an_unknown_name_like_no_setting_lists_them_all() -> None:
+    with pytest.raises(ConfigError) as err:
+        from_env({**GOOD, "CHURNWATCH_ZZZ": "1"})
+    assert "did you mean" not in str(err.value)
+    assert "known settings: CHURNWATCH_API_TOKEN, CHURNWATCH_APP_ID" in str(err.value)
+
+
 def test_several_brokers() -> None:
     s = from_env({**GOOD, "CHURNWATCH_BROKER_URL": "kafka://k1:9092;kafka://k2:9092"})
     assert s.bootstrap_servers == "k1:9092,k2:9092"

@@ -6,6 +6,7 @@ must accept and refuse the same samples the schemas do.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -13,17 +14,20 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
+from hypothesis import given, settings
 
 from stream_app import records
 from stream_app.alerting import assess
-from stream_app.decoding import Decoded, Rejected, decode
+from stream_app.decoding import COMMON, TS_PATTERN, Decoded, Rejected, _String, decode
 from stream_app.policy import Policy
 from stream_app.processing import dead_letter
 
 from ..conftest import epoch
 from ..helpers import buyer, complaint
+from ..timestamps import BOUNDARIES, timestamps
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+INPUTS = ("purchases", "contacts", "complaints", "feedback")
 
 
 def schema(name: str) -> dict[str, Any]:
@@ -32,12 +36,13 @@ def schema(name: str) -> dict[str, Any]:
     return doc
 
 
+@functools.cache
 def validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(
         schema(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
-@pytest.mark.parametrize("kind", ["purchases", "contacts", "complaints", "feedback"])
+@pytest.mark.parametrize("kind", INPUTS)
 def test_input_records_mirror_their_schema(kind: str) -> None:
     doc = schema(kind)
     fields = records.record_fields(records.INPUT_RECORDS[kind])
@@ -90,6 +95,8 @@ VALID = [
     ("complaints", {**BASE, "category": "billing", "severity": 1, "schema_version": 1}),
     ("feedback", {**BASE, "outcome": "retained", "alert_id": "a1", "note": "happy again"}),
     ("feedback", {**BASE, "outcome": "do_not_contact"}),
+    ("purchases", {**BASE, "ts": "2025-12-02T07:28:20z", "amount": 1}),  # RFC 3339 allows 'z'
+    ("purchases", {**BASE, "ts": "2025-12-02t07:28:20.123456789-00:00", "amount": 1}),
 ]
 INVALID = [
     ("purchases", {**BASE}),  # no amount
@@ -99,6 +106,11 @@ INVALID = [
     ("purchases", {**BASE, "amount": 1, "currency": "shekel"}),
     ("purchases", {**BASE, "amount": 1, "ts": "2025-03-01T10:00:00"}),  # no offset
     ("purchases", {**BASE, "amount": 1, "ts": "yesterday"}),
+    ("purchases", {**BASE, "amount": 1, "ts": "20251202T100000Z"}),  # ISO 8601 basic form
+    ("purchases", {**BASE, "amount": 1, "ts": "2025-W49-2T10:00Z"}),  # ISO 8601 week date
+    ("purchases", {**BASE, "amount": 1, "ts": "2025-12-02 10:00:00Z"}),
+    ("purchases", {**BASE, "amount": 1, "ts": "2025-02-29T10:00:00Z"}),
+    ("purchases", {**BASE, "amount": 1, "ts": "1989-12-31T23:59:59Z"}),
     ("purchases", {"event_id": "e1", "ts": BASE["ts"], "amount": 1}),  # no customer
     ("purchases", {**BASE, "customer_id": "", "amount": 1}),
     ("contacts", {**BASE, "direction": "sideways", "channel": "phone"}),
@@ -126,6 +138,34 @@ def test_invalid_samples_fail_schema_and_decoder(kind: str, sample: dict[str, An
     assert list(validator(kind).iter_errors(sample)), "schema accepted it"
     result = decode(kind, b"c1", orjson.dumps(sample))
     assert isinstance(result, Rejected), result
+
+
+def test_every_input_schema_states_the_decoders_event_time_contract() -> None:
+    ts_rule = COMMON["ts"][1]
+    assert isinstance(ts_rule, _String)
+    for kind in INPUTS:
+        ts = schema(kind)["properties"]["ts"]
+        assert ts["pattern"] == TS_PATTERN, kind
+        assert ts["maxLength"] == ts_rule.max_len, kind
+
+
+def _agree_on(ts: Any) -> None:
+    """The schema and the decoder accept, or both refuse, an event with this ``ts``."""
+    event = {**BASE, "ts": ts, "amount": 1}
+    by_schema = not list(validator("purchases").iter_errors(event))
+    by_decoder = decode("purchases", b"c1", orjson.dumps(event))
+    assert by_schema == isinstance(by_decoder, Decoded), (ts, by_decoder)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(ts=timestamps())
+def test_schema_and_decoder_agree_on_every_timestamp(ts: str) -> None:
+    _agree_on(ts)
+
+
+@pytest.mark.parametrize("ts", BOUNDARIES)
+def test_schema_and_decoder_agree_at_the_ends_of_the_year_range(ts: str) -> None:
+    _agree_on(ts)
 
 
 def test_emitted_alerts_and_dead_letters_match_their_schemas() -> None:

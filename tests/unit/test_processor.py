@@ -71,7 +71,7 @@ def redelivered(msgs: list[Message], resume: dict[tuple[str, int], int]) -> list
 
 def processor(out: Outputs, table: dict[bytes, bytes] | None = None, backlog: Any = None,
               published: Any = None) -> Processor:
-    wall = [1e9]
+    wall = [1.8e9]
 
     def tick() -> float:
         wall[0] += 0.001
@@ -303,7 +303,7 @@ def test_events_are_applied_while_a_flush_settles_and_acked_only_after(
     """A flush holds the partitions only to write; its acks wait for the broker."""
     msgs = [m for m in messages(population) if m[1] == 0][:90]
     first, second, third = msgs[:30], msgs[30:60], msgs[60:]
-    wall = [1e9]
+    wall = [1.8e9]
     broker_has_round: list[asyncio.Event] = []
     written: list[list[bytes]] = []
     table: dict[bytes, bytes] = {}
@@ -354,7 +354,7 @@ def test_events_are_applied_while_a_flush_settles_and_acked_only_after(
 def test_a_flush_that_fails_fails_the_next_one_and_acks_nothing(
         population: Population) -> None:
     msgs = [m for m in messages(population) if m[1] == 0][:20]
-    wall = [1e9]
+    wall = [1.8e9]
 
     async def write_states(partition: int, items: Any) -> Any:
         async def lost() -> None:
