@@ -187,7 +187,7 @@ def broker_loss(args: argparse.Namespace) -> list[Figure]:
     with Bench(f"{NAME}-loss", keep=args.keep) as bench:
         s = bench.settings("churnwatch-bench-loss")
         setup_topics(s)
-        ends = asyncio.run(produce_population(s, pop))
+        asyncio.run(produce_population(s, pop))
         log_path = bench.log_path("worker")
         broker = bench.broker.proc
         assert broker is not None
@@ -303,7 +303,8 @@ def burst(args: argparse.Namespace) -> list[Figure]:
         at = next((r for _, a, r in samples if a >= q * total), samples[-1][2])
         quart[f"rss_mib_at_{int(q * 100)}pct"] = round(at / mib)
     params: dict[str, Any] = {"events": total, "customers": customers,
-                              "idle_rss_mib": round(idle / mib), "final_rss_mib": round(final / mib),
+                              "idle_rss_mib": round(idle / mib),
+                              "final_rss_mib": round(final / mib),
                               "peak_rss_mib": round(peak / mib), "seconds": round(seconds, 1),
                               "samples": len(samples), **quart}
     log(f"{NAME}: burst: {params}")
@@ -374,8 +375,8 @@ def kill(args: argparse.Namespace) -> list[Figure]:
     redone = sum(applied_per_run) - total
     return [
         Figure(NAME, "kill_alerts_missing", cmp["missing"], "alerts", params=params,
-               label=f"{mid_stream} SIGKILLs mid-stream: alert ids missing vs the uninterrupted run's "
-                     f"{cmp['alerts_reference']:,}"),
+               label=f"{mid_stream} SIGKILLs mid-stream: alert ids missing vs the "
+                     f"uninterrupted run's {cmp['alerts_reference']:,}"),
         Figure(NAME, "kill_alerts_duplicated", cmp["published_twice"] + cmp["extra"], "alerts",
                params=params, label=f"{mid_stream} SIGKILLs: alert ids extra or published twice"),
         Figure(NAME, "kill_events_redone", redone, "events", params=params,
