@@ -42,7 +42,7 @@ from stream_app.decoding import REASON_CODES
 from stream_app.demo import committed_total, running_worker
 from stream_app.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 VALID = 10_000
 MALFORMED_AT_LEAST = 10_000
