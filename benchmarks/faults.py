@@ -232,7 +232,7 @@ def broker_loss(args: argparse.Namespace) -> list[Figure]:
         "warning_error_lines_per_s_before": round(
             problems_before / max(seconds_before, 1e-9), 2),
         "last_log_lines": tail,
-        "broker_loss_setting": os.environ.get("CHURNWATCH_BROKER_LOSS_SECONDS")}
+        "broker_timeout_seconds": getattr(s, "broker_timeout_seconds", None)}
     log(f"{NAME}: broker-loss: {params}")
     rate_before = params["log_lines_per_s_before"]
     problems_rate = params["warning_error_lines_per_s_before"]
