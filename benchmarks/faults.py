@@ -206,12 +206,15 @@ def broker_loss(args: argparse.Namespace) -> list[Figure]:
             killed_at, (lines_at, problems_at) = time.monotonic(), _lines(log_path)
             ready: list[tuple[float, int]] = []
             exit_s: float | None = None
+            ready_reason = ""
             while time.monotonic() - killed_at < args.loss_seconds:
                 if proc.poll() is not None:
                     exit_s = time.monotonic() - killed_at
                     break
-                ready.append((time.monotonic() - killed_at,
-                              http_get(s.web_port, "/ready", timeout=1.0)[0]))
+                code, body = http_get(s.web_port, "/ready", timeout=1.0)
+                ready.append((time.monotonic() - killed_at, code))
+                if code not in (0, 200) and not ready_reason:
+                    ready_reason = body.decode(errors="replace")[:300]
                 time.sleep(1.0)
             observed = time.monotonic() - killed_at
             lines_end, problems_end = _lines(log_path)
@@ -226,6 +229,7 @@ def broker_loss(args: argparse.Namespace) -> list[Figure]:
         "ready_before": ready_before,
         "ready_codes_after": sorted({code for _, code in ready}),
         "first_not_ready_after_s": None if not_ready_at is None else round(not_ready_at, 1),
+        "ready_answer_after": ready_reason,
         "log_lines_after": lines_after, "log_bytes_total": size_after,
         "log_lines_per_s_before": round(lines_before / max(seconds_before, 1e-9), 2),
         "warning_error_lines_after": problems_after,
