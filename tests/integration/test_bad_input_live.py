@@ -370,6 +370,9 @@ def test_every_message_of_a_hostile_stream_is_accounted_for(
     # default producer and broker accept, however its prefix escapes in JSON.
     big = [(d, size) for d, size in letters
            if sent.kind_of[(d["topic"], d["partition"], d["offset"])] in LARGE]
+    print("  dead letters of the large kinds (original -> letter bytes): " + ", ".join(
+        f"{sent.kind_of[(d['topic'], d['partition'], d['offset'])]} {d['value_size']:,} -> "
+        f"{size:,}" for d, size in big))
     assert len(big) == sum(produced_by_kind[name] for name in LARGE) and all(
         d["value_truncated"] and d["value_size"] >= 800 * 1024 and size < MB
         for d, size in big), [(d["value_size"], size) for d, size in big]
