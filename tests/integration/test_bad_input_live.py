@@ -318,6 +318,8 @@ def test_every_message_of_a_hostile_stream_is_accounted_for(
                 time.sleep(0.5)
             page = metrics_page(s.web_port)
             rss = rss_mib(worker.pid)
+            with urllib.request.urlopen(f"http://127.0.0.1:{s.web_port}/ready", timeout=10) as r:
+                assert r.status == 200, "the worker is up but not ready"
             letters = dead_letters(s)
             assert worker.poll() is None, "the worker exited"
 
