@@ -168,7 +168,8 @@ def pause(args: argparse.Namespace) -> list[Figure]:
 # -- broker loss -------------------------------------------------------------
 
 
-_PROBLEM = (b'"level":"warning"', b'"level":"error"', b"[WARNING]", b"[ERROR]")
+_PROBLEM = (b'"level":"warning"', b'"level":"error"', b'"level":"critical"', b"[WARNING]",
+            b"[ERROR]", b"[CRITICAL]")
 
 
 def _lines(path: Path) -> tuple[int, int]:
@@ -245,7 +246,7 @@ def broker_loss(args: argparse.Namespace) -> list[Figure]:
                label=f"broker killed: worker log lines/s (before the loss {rate_before:g})"),
         Figure(NAME, "loss_warning_lines_per_s", problems_after / observed, "lines/s",
                params=params,
-               label=f"broker killed: WARNING/ERROR lines/s (before {problems_rate:g})"),
+               label=f"broker killed: WARNING/ERROR/CRITICAL lines/s (before {problems_rate:g})"),
         Figure(NAME, "loss_exit_seconds", exit_s if exit_s is not None else observed, "s",
                params=params,
                label=("broker killed: seconds to the worker's exit, code "
