@@ -13,9 +13,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
+from typing import TextIO
 
 
 class BrokerError(RuntimeError):
@@ -89,7 +91,7 @@ class LocalBroker:
                                      env=env, start_new_session=True)
         try:
             wait_for_port(self.port, proc=self.proc)
-        except BrokerError:
+        except BaseException:  # a timeout, or Ctrl-C or a stop signal meanwhile
             self.stop()
             raise
         return self
@@ -112,3 +114,41 @@ class LocalBroker:
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class _Stop(Exception):
+    """A stop signal arrived (raised from the signal handler)."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signum)
+
+
+def serve(port: int | None = None, out: TextIO = sys.stdout) -> int:
+    """``churnwatch broker``: run the broker in the foreground until Ctrl-C or SIGTERM.
+
+    The broker runs in a session of its own (so a Ctrl-C meant for a worker
+    in the same terminal does not stop it), which also means no signal sent
+    to this process reaches it: SIGTERM and SIGHUP are turned into an
+    exception here, so they unwind through :meth:`LocalBroker.stop` like
+    Ctrl-C does, instead of leaving the broker running on the port.
+    """
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with LocalBroker(port=port) as broker:
+            out.write(f"Local broker listening on {broker.bootstrap} (in memory; Ctrl-C stops "
+                      f"it)\n  export CHURNWATCH_BROKER_URL={broker.url} "
+                      "CHURNWATCH_BROKER_PROFILE=local\n")
+            out.flush()
+            while broker.proc is not None and broker.proc.poll() is None:
+                time.sleep(0.5)
+            code = broker.proc.returncode if broker.proc is not None else None
+        if code is not None:
+            print(f"churnwatch: the local broker exited with code {code}", file=sys.stderr)
+            return 1
+        return 0
+    except _Stop:
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -195,14 +195,9 @@ def _run(args: argparse.Namespace) -> int:
         run_worker(create_topics=not args.no_create_topics)
         return 0
     if args.command == "broker":
-        from .broker import LocalBroker
+        from .broker import serve
 
-        with LocalBroker(port=args.port) as broker:
-            print(f"Local broker listening on {broker.bootstrap} (in memory; Ctrl-C stops it)")
-            print(f"  export CHURNWATCH_BROKER_URL={broker.url} CHURNWATCH_BROKER_PROFILE=local")
-            while broker.proc is not None and broker.proc.poll() is None:
-                time.sleep(0.5)
-        return 0
+        return serve(args.port)
     if args.command == "explain":
         from .explain import describe, latest_state, parse_at
 

@@ -107,18 +107,21 @@ SHOW_CHARS = 40
 
 
 def show(v: Any) -> str:
-    """``v`` as a reason quotes it: scalars as repr, bounded; containers by type.
+    """``v`` as a reason quotes it: the repr of a scalar, a string cut short
+    (marked with an ellipsis), a container by its type alone.
 
     A container's repr could be the whole event, or recurse past Python's
-    limit for the 1,000-deep nesting JSON allows.
+    limit for the 1,000-deep nesting orjson reads.
     """
-    if v is None or isinstance(v, bool | int | float):
-        text = repr(v)
-    elif isinstance(v, str):
-        text = repr(v[:SHOW_CHARS + 1])
-    else:
-        return f"a {type(v).__name__}"
-    return text if len(text) <= SHOW_CHARS else text[:SHOW_CHARS - 1] + "…"
+    if isinstance(v, str):
+        text = repr(v[:SHOW_CHARS])
+        cut = len(v) > SHOW_CHARS
+        if len(text) > 2 * SHOW_CHARS:  # control characters, each repr'd as \xNN
+            text, cut = text[:2 * SHOW_CHARS], True
+        return text + "…" if cut else text
+    if v is None or isinstance(v, bool | int | float):  # orjson's ints fit in 64 bits
+        return repr(v)
+    return f"a {type(v).__name__}"
 
 
 class Check:
@@ -462,9 +465,9 @@ def decode(kind: str, key: bytes | None, value: bytes | None) -> Decoded | Rejec
     cid = data["customer_id"].encode()
     if key != cid and key != b'"' + cid + b'"':
         return Rejected(
-            f"message key {show(key.decode('utf-8', 'replace'))} does not match customer_id "
-            f"{show(data['customer_id'])}; key every event by its customer_id so that one "
-            "customer's events share a partition", "key_mismatch")
+            f"message key {show(key.decode('utf-8', 'replace'))} does not match "
+            f"customer_id {show(data['customer_id'])}; key every event by its customer_id "
+            "so that one customer's events share a partition", "key_mismatch")
     # The builder reads the record's fields and ignores the rest (unknown
     # fields, schema_version); a null optional field gets its default.
     return Decoded(k.build(data), ts)
@@ -492,8 +495,8 @@ def _unwrap(value: bytes, exc: orjson.JSONDecodeError) -> Any:
         except orjson.JSONDecodeError:
             return Rejected(
                 f"value is Confluent Schema Registry framed (magic byte 0, schema id "
-                f"{schema_id}) and what follows is not valid UTF-8 JSON; only JSON Schema "
-                "values are read, not Avro or Protobuf", "schema_registry")
+                f"{schema_id}) and what follows is not valid UTF-8 JSON; only JSON Schema-framed "
+                "values are decoded (Avro and Protobuf are not supported)", "schema_registry")
     try:
         value.decode()
     except UnicodeDecodeError as bad:

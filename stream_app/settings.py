@@ -87,6 +87,9 @@ class Settings:
     rocksdb_cache_mb: int = 32
     #: RocksDB write buffer (memtable) per table partition, in MiB; two are kept.
     rocksdb_write_buffer_mb: int = 8
+    #: How long the worker runs without reaching any broker before it exits
+    #: non-zero, so that an orchestrator restarts it.
+    broker_timeout_seconds: float = 60.0
     log_level: str = "warning"
     #: ``json``: one JSON object per line for log pipelines; ``text`` for people.
     log_format: str = "json"
@@ -295,6 +298,8 @@ def validate(s: Settings) -> Settings:
         raise bad("rocksdb_cache_mb", "expected 1..65536 MiB")
     if not 1 <= s.rocksdb_write_buffer_mb <= 4096:
         raise bad("rocksdb_write_buffer_mb", "expected 1..4096 MiB")
+    if not 5 <= s.broker_timeout_seconds <= 86400:
+        raise bad("broker_timeout_seconds", "expected 5..86400 seconds")
     if s.log_level not in LOG_LEVELS:
         raise bad("log_level", f"expected one of {', '.join(LOG_LEVELS)}")
     if s.log_format not in ("json", "text"):

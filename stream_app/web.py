@@ -28,6 +28,7 @@ from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
 from faust.tables.manager import TableManager
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
+from . import brokerwatch
 from .agents import processor
 from .alerting import iso
 from .app import app, policy, settings
@@ -177,13 +178,23 @@ async def health(view: web.View, request: web.Request) -> web.Response:
 
 @app.page("/ready")
 async def ready(view: web.View, request: web.Request) -> web.Response:
-    """Partitions assigned and tables recovered: the worker processes events."""
+    """Broker reachable, partitions assigned and tables recovered: the worker
+    processes events.  Not ready says why, in ``reason``."""
     assigned = bool(app.consumer.assignment()) if app.consumer else False
     recovered = cast(TableManager, app.tables).recovery.completed.is_set()
-    body = {"assigned": assigned, "recovered": recovered, "rebalancing": app.rebalancing}
-    ok = assigned and recovered and not app.rebalancing
-    return view.json({"status": "ready" if ok else "not ready", **body},
-                     status=200 if ok else 503)
+    broker = brokerwatch.WATCH
+    now = time.monotonic()
+    body: dict[str, Any] = {
+        "assigned": assigned, "recovered": recovered, "rebalancing": app.rebalancing,
+        "broker_reachable": broker.reachable,
+        "broker_unreachable_seconds": round(broker.unreachable_for(now), 1)}
+    reason = broker.reason(now) or (
+        "rebalancing: partitions are being reassigned" if app.rebalancing else
+        "no partitions assigned yet" if not assigned else
+        "recovering the tables from their changelogs" if not recovered else None)
+    if reason is None:
+        return view.json({"status": "ready", **body})
+    return view.json({"status": "not ready", "reason": reason, **body}, status=503)
 
 
 @app.page("/customers/{customer_id}")

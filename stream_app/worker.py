@@ -1,7 +1,10 @@
 """Run one Faust worker in this process (``churnwatch worker``).
 
 SIGTERM and Ctrl-C stop it gracefully: Faust finishes the in-flight events,
-commits their offsets and flushes the producer before it exits.
+commits their offsets and flushes the producer before it exits.  Losing the
+broker for ``CHURNWATCH_BROKER_TIMEOUT_SECONDS``, or finding that it lost
+data the worker had processed, stops it with one line and a non-zero exit
+status (see :mod:`stream_app.brokerwatch`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import gc
 import logging
 
 import faust
+from faust.exceptions import ConsumerNotStarted
+from faust.types import TP
 
 #: The cyclic garbage collector's generation thresholds for the worker.
 #: Python's default (700 allocations per young collection) suits programs
@@ -30,7 +35,13 @@ GC_THRESHOLDS = (20_000, 50, 1000)
 def run_worker(create_topics: bool = True) -> None:
     from . import agents, logs, web  # noqa: F401  registers agents, timer, tables, views
     from .app import app, settings
+    from .brokerwatch import Watch, preflight
+    from .tables import customer_to_state
 
+    logs.setup(settings.log_level, settings.log_format)
+    # Before the topics are created: a changelog that is gone is the clearest
+    # sign that the broker lost what the local store was built from.
+    preflight(settings, app.conf.tabledir)
     if create_topics:
         from .admin import create_topics as create
 
@@ -43,9 +54,32 @@ def run_worker(create_topics: bool = True) -> None:
         # configured level this measured 20-40% faster.
         logging.getLogger().setLevel(settings.log_level.upper())
         logs.setup(settings.log_level, settings.log_format)
+        logs.quiet_repeats()
         logging.getLogger("churnwatch").info("worker started", extra={"fields": {
             "app_id": settings.app_id, "broker": settings.broker_url,
             "store": settings.store, "partitions": settings.partitions}})
+
+    def seen() -> dict[tuple[str, int], int]:
+        """Messages this worker knows each partition held: read, or written to
+        the changelog (the RocksDB store's last changelog offset)."""
+        held = {(tp.topic, tp.partition): offset + 1
+                for tp, offset in app.monitor.tp_read_offsets.items()}
+        if settings.store == "rocksdb://" and not app.rebalancing:
+            changelog = settings.state_changelog_topic
+            try:
+                assigned = app.consumer.assignment()
+            except ConsumerNotStarted:
+                return held
+            for tp in assigned:
+                if tp.topic == settings.topic_purchases:
+                    offset = customer_to_state.persisted_offset(TP(changelog, tp.partition))
+                    if offset is not None:
+                        held[(changelog, tp.partition)] = offset + 1
+        return held
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _watch_broker() -> None:
+        await Watch(settings, seen).run(lambda: bool(app.should_stop))
 
     # Start-up's objects (modules, the app) are never garbage: out of every scan.
     gc.freeze()

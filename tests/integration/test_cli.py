@@ -120,10 +120,13 @@ def letters(broker: Settings) -> dict[str, Any]:
         return r
 
     sha = hashlib.sha256(big).hexdigest()
+    old = dead_letter("contacts", 1, 7, b"dl-1", broken,
+                      "not valid UTF-8 JSON: unexpected end of data").asdict()
+    for name in ("reason_code", "value_size", "value_sha256", "value_truncated"):
+        del old[name]
     records = [
-        # As today's worker writes them: no reason code, the whole value.
-        dead_letter("contacts", 1, 7, b"dl-1", broken,
-                    "not valid UTF-8 JSON: unexpected end of data").asdict(),
+        # As the previous release wrote them: no reason code, the whole value.
+        old,
         truncated(at.partition, at.offset, sha),
         truncated(at.partition, 10_000, sha),  # gone: retention took it
         truncated(other_at.partition, other_at.offset, sha),  # not the original
