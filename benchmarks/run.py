@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import latency, memory, scaleout, throughput
+from . import faults, latency, memory, scaleout, throughput
 from .common import Figure, WorkerFailed, log, machine_info, markdown_table
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[Figure]]] = {
@@ -27,16 +27,19 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[Figure]]] = {
     "latency": latency.run,
     "memory": memory.run,
     "scaleout": scaleout.run,
+    "faults": faults.run,
 }
 
 #: --quick: a smoke run of all benchmarks in a few minutes.
 QUICK = {"customers": 500, "latency_seconds": 10.0, "rates": "1000,2000",
-         "memory_customers": "10000,100000", "scale_customers": 500}
+         "memory_customers": "10000,100000", "scale_customers": 500,
+         "fault_customers": 500, "burst_events": 30000}
 #: The full run's sizes (what the README reports).  The throughput stream of
 #: 20,000 customers over 540 days is about 1 M events: at a few hundred events/s
 #: that is most of an hour, hence --customers.
 FULL = {"customers": 20000, "latency_seconds": 60.0, "rates": "1000,2000",
-        "memory_customers": "100000,1000000", "scale_customers": 4000}
+        "memory_customers": "100000,1000000", "scale_customers": 4000,
+        "fault_customers": 2000, "burst_events": 300000}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -68,6 +71,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-customers", type=int,
                    help=f"scale-out: customers in the stream (default "
                         f"{FULL['scale_customers']:,})")
+    p.add_argument("--faults", default=",".join(faults.PARTS),
+                   help=f"faults: comma-separated subset of: {', '.join(faults.PARTS)}")
+    p.add_argument("--fault-customers", type=int,
+                   help=f"faults: customers in the pause, broker-loss and kill streams "
+                        f"(default {FULL['fault_customers']:,})")
+    p.add_argument("--pause-seconds", type=float, default=20.0,
+                   help="faults: how long the broker is stopped (SIGSTOP)")
+    p.add_argument("--loss-seconds", type=float, default=180.0,
+                   help="faults: how long a worker is watched after the broker is killed")
+    p.add_argument("--burst-events", type=int,
+                   help=f"faults: events in the burst (default {FULL['burst_events']:,})")
+    p.add_argument("--kills", type=int, default=3,
+                   help="faults: SIGKILLs of the worker mid-stream")
     p.add_argument("--out", type=Path, help="also write the results to this JSON file")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="throughput: sample the worker with py-spy (if installed) into "
@@ -93,6 +109,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.memory_list = [int(float(n)) for n in str(args.memory_customers).split(",")
                         if n.strip()]
     args.store_list = [x.strip() for x in args.stores.split(",") if x.strip()]
+    args.fault_list = [x.strip() for x in args.faults.split(",") if x.strip()]
+    unknown = [x for x in args.fault_list if x not in faults.PARTS]
+    if unknown:
+        p.error(f"unknown fault(s): {', '.join(unknown)}; choose from {', '.join(faults.PARTS)}")
     return args
 
 

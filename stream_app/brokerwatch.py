@@ -46,7 +46,8 @@ from typing import Any, NoReturn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from .settings import STATE_TABLE, Settings, env_name, kafka_client_options
+from . import clients
+from .settings import STATE_TABLE, Settings, env_name
 
 log = logging.getLogger("churnwatch")
 
@@ -136,8 +137,8 @@ class Lost:
 
 
 def _consumer(s: Settings, **options: Any) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(**kafka_client_options(s), group_id=None, enable_auto_commit=False,
-                            request_timeout_ms=int(PROBE_TIMEOUT * 1000), **options)
+    return clients.aio_consumer(s, group_id=None, enable_auto_commit=False,
+                                request_timeout_ms=int(PROBE_TIMEOUT * 1000), **options)
 
 
 def _describe_error(exc: BaseException) -> str:
