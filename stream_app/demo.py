@@ -283,8 +283,20 @@ def summarize(pop: Population, got: Collected, processed: int, seconds: float,
         w(f"  median {statistics.median(since_drift) / DAY:.0f} days from the first sign "
           "(drift or complaint burst) to the first alert\n")
     if loyal:
-        w(f"loyal customers alerted {len(false_alarms)}/{len(loyal)} "
-          f"({100 * len(false_alarms) / len(loyal):.0f}% false alert rate)\n")
+        # Regular and seasonal buyers should hear nothing; a loyal customer
+        # who complains should (acting on the complaint is the playbook), so
+        # that persona is counted apart.
+        quiet = [p for p in loyal if p.persona != "complains_but_stays"]
+        complainers = [p for p in loyal if p.persona == "complains_but_stays"]
+        alerted_quiet = [p for p in quiet if p.customer_id in by_customer]
+        w(f"loyal customers alerted {len(false_alarms)}/{len(loyal)}\n")
+        if quiet:
+            w(f"  regular and seasonal buyers {len(alerted_quiet)}/{len(quiet)} "
+              f"({100 * len(alerted_quiet) / len(quiet):.1f}% false alert rate)\n")
+        if complainers:
+            heard = sum(p.customer_id in by_customer for p in complainers)
+            w(f"  loyal customers who complained {heard}/{len(complainers)} (alerted to "
+              "act on the complaint)\n")
 
 
 def run_demo(base: Settings, customers: int, days: int, seed: int, quiet: bool,

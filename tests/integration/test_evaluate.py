@@ -17,6 +17,7 @@ import pytest
 
 from stream_app.cli import main
 from stream_app.datasets import cdnow_file
+from stream_app.policy import Policy
 from stream_app.synthetic import generate
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,7 @@ def check_shape(r: dict[str, Any]) -> None:
                       "policy_threshold", "budget"}
     assert 0 <= a["customers_alerted"] <= r["customers"]["evaluated"]
     assert a["in_lookback"] <= a["total_before_cutoff"]
-    assert a["policy_threshold"]["threshold"] == 30.0
+    assert a["policy_threshold"]["threshold"] == Policy().alerting.open_at
     suggested = a["budget"]["suggested"]
     assert a["budget"]["per_1000_customers_per_month"] == 100.0
     # The list for the budget fits it (unless the riskiest tie alone does not).
