@@ -4,7 +4,6 @@ the table, the same after a restart and on a replay."""
 from __future__ import annotations
 
 import asyncio
-import zlib
 from dataclasses import replace
 
 import orjson
@@ -18,21 +17,14 @@ from stream_app.signals import EVALUATORS
 from stream_app.synthetic import generate
 
 from .fakes import Outputs
+from .test_processor import PARTITIONS, messages
 
 KINDS = {k: k for k in ("purchases", "contacts", "complaints", "feedback")}
-PARTITIONS = 2
 FITTING = Policy(model=replace(Policy().model, fit=True, min_customers=20, refit_days=60.0))
 
 
 def _messages() -> list[tuple[str, int, int, bytes, bytes]]:
-    pop = generate(customers=160, days=400, seed=21)
-    offsets: dict[tuple[str, int], int] = {}
-    out = []
-    for e in pop.events:
-        part = zlib.crc32(e.customer_id.encode()) % PARTITIONS
-        off = offsets[(e.topic, part)] = offsets.get((e.topic, part), -1) + 1
-        out.append((e.topic, part, off, e.customer_id.encode(), orjson.dumps(e.value)))
-    return out
+    return messages(generate(customers=160, days=400, seed=21))
 
 
 def _run(table: dict[bytes, bytes], msgs: list[tuple[str, int, int, bytes, bytes]]

@@ -8,21 +8,7 @@ import pytest
 
 from stream_app.cli import main
 
-TRANSACTIONS = """\
-cust,date,spend,note
-A1,20240103,12.50,first
-B7,20240101,8,
-A1,20240110,not-a-number,typo
-C3,20240105,-4,refund
-,20240106,3,no customer
-B7,20240107,30.25,
-"""
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
+from .test_mapping import TRANSACTIONS, write
 
 
 def test_dry_run_reports_without_a_broker(tmp_path: Path, capsys: pytest.CaptureFixture[str]
