@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Collection
 from datetime import UTC, datetime
 
+from .outcomes import expect, next_maturity
 from .playbook import recommend, summary, summary_he
 from .policy import Policy
 from .records import ChurnAlert, SignalEvidence
@@ -57,7 +58,9 @@ def next_due(state: CustomerState, now: float, policy: Policy,
 
     ``firing``: the codes of the signals that fire at ``now``.
     """
-    due = None
+    due = next_maturity(state)  # an alert's horizon ends: settle whether it was right
+    if due is not None and due <= now:
+        due = None
     for code, nc in zip(CODES, NEXT_CHECKS, strict=True):
         t = nc(state, now, policy, code in firing)
         if t is not None and t > now and (due is None or t < due):
@@ -115,6 +118,8 @@ def assess(state: CustomerState, now: float, policy: Policy,
     for c in codes:
         a.alerted_at[c] = now
     actions = recommend(fired, state, now, policy)
+    expect(state, now, risk, policy.model.horizon_days)
+    state.due_ts = next_due(state, now, policy, codes)
     return ChurnAlert(
         alert_id=alert_id(state.customer_id, a.episode, revision, sorted(codes)),
         customer_id=state.customer_id,

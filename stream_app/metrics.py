@@ -33,6 +33,12 @@ DUPLICATE_EVENTS = Counter(
     "event_id (sent again at another offset)", ["topic"])
 ALERTS = Counter("churnwatch_alerts_total", "Alerts sent, per signal in them",
                  ["signal", "severity", "route"])
+ALERT_OUTCOMES = Counter(
+    "churnwatch_alert_outcomes_total",
+    "Alerts whose prediction (no purchase within the horizon) has been settled: bought "
+    "(wrong), no_purchase (right), or as the feedback topic reported (churned, retained); "
+    "by the alert's risk decile, so the live precision and calibration can be charted",
+    ["outcome", "risk_decile"])
 FEEDBACK = Counter("churnwatch_feedback_total", "Feedback outcomes applied", ["outcome"])
 CUSTOMERS = Gauge("churnwatch_customers_tracked", "Customers with state on this worker")
 LAG = Gauge("churnwatch_consumer_lag_messages",

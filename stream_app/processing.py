@@ -56,6 +56,7 @@ from .clock import DueIndex
 from .decoding import MAX_EVENT_BYTES, REASON_CODES, Decoded, Rejected, decode, show
 from .model import Cells, ParetoNBD, fit
 from .ordering import MergeQueue
+from .outcomes import decile, settle
 from .policy import Policy, model_params
 from .records import ChurnAlert, DeadLetter, Feedback, Purchase
 from .state import DAY, CustomerState, already_applied, apply_event, new_state, seen_event
@@ -802,7 +803,10 @@ class Processor:
             cells.add(*after)
         # A late event (within the allowed lateness) is judged at the
         # partition's clock: the customer as of now, including it.
-        alert = self._assess(partition, work, state, now)
+        record = d.record
+        alert = self._assess(partition, work, state, now,
+                             purchase_at=d.ts if isinstance(record, Purchase) else None,
+                             reported=record.outcome if isinstance(record, Feedback) else None)
         if alert is not None:
             await self._publish(partition, work, state, alert, now, q.ingested)
         kind = self.kinds[q.topic]
@@ -819,11 +823,16 @@ class Processor:
         return work.clock
 
     def _assess(self, partition: int, work: PartitionWork, state: CustomerState,
-                now: float) -> ChurnAlert | None:
-        """Re-score the customer; the alert to publish, if one is due.
+                now: float, purchase_at: float | None = None,
+                reported: str | None = None) -> ChurnAlert | None:
+        """Settle the alerts whose prediction matured, re-score the customer; the
+        alert to publish, if one is due.
 
         Synchronous, so that the common case (no alert) costs no coroutine.
         """
+        if state.alerting.pending:
+            for risk, outcome in settle(state, now, purchase_at, reported):
+                metrics.ALERT_OUTCOMES.labels(outcome, decile(risk)).inc()
         before_due = state.due_ts
         alert = assess(state, now, self.policy_for(partition), emitted_at=self.wall())
         work.dirty.add(state.customer_id)

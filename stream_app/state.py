@@ -77,6 +77,9 @@ class Alerting:
     lost: bool = False
     #: Feedback outcome -> count.
     feedback: dict[str, int] = field(default_factory=dict)
+    #: The alerts whose prediction has not matured yet: [event time, risk in
+    #: percent, horizon in days], oldest first (see :mod:`stream_app.outcomes`).
+    pending: list[list[float]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
