@@ -484,8 +484,6 @@ class Processor:
         partition waits: its lock is held, so its histogram does not change).
         """
         m = self.policy.model
-        if not m.fit:
-            return
         pm = self._model(partition)
         if pm.next_fit is None:
             pm.next_fit = now + m.refit_days * DAY
@@ -785,7 +783,8 @@ class Processor:
         if state is None:
             state = self.cache[cid] = new_state(cid)
         now = self._advance(work, d.ts)
-        await self._refit_if_due(partition, now)
+        if self.policy.model.fit:
+            await self._refit_if_due(partition, now)
         if state.first_ts == 0.0:
             self.customers += 1
             metrics.CUSTOMERS.set(self.customers)
