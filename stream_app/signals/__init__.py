@@ -2,7 +2,7 @@
 
 Add a signal by writing a module with ``CODE``, ``evaluate`` and, if silence
 or ageing can change its answer, ``next_check``; then list it here and give it
-a weight in the policy's ``[scoring]``.
+an odds multiplier in the policy's ``[scoring]`` (``odds_<code>``).
 """
 
 from __future__ import annotations

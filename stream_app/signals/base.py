@@ -23,7 +23,7 @@ from ..state import DAY, CustomerState
 @dataclass(frozen=True, slots=True)
 class Fired:
     code: str
-    #: 0.5..1: how far past the threshold, scales the signal's weight in the risk.
+    #: 0.5..1: how far past the threshold; the signal's odds multiplier is raised to it.
     strength: float
     value: float
     baseline: float | None
