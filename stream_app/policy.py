@@ -1,4 +1,4 @@
-"""Business policy: every threshold, window and weight, with retail defaults.
+"""Business policy: every threshold, window and odds multiplier, with retail defaults.
 
 The policy is a TOML file with one table per section below.  Any key left out
 keeps its default; an unknown key, a wrong type or an out-of-range value fails
