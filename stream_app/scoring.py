@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from . import model
 from .policy import Policy, model_params
 from .signals import Fired
-from .state import DAY, CustomerState
+from .state import CustomerState
 
 #: The probability the odds are taken of is kept inside this, so that a
 #: multiplier always moves it and the odds stay finite.
@@ -28,19 +28,9 @@ def odds_multiplier(code: str, policy: Policy) -> float:
     return float(getattr(policy.scoring, "odds_" + code.lower(), 1.0))
 
 
-def purchase_days(state: CustomerState, now: float) -> tuple[int, float, float] | None:
-    """The model's ``(x, t_x, T)`` for the customer at ``now``, in days; None
-    before the first purchase."""
-    first, last = state.first_purchase_ts, state.last_purchase_ts
-    if first is None or last is None:
-        return None
-    t_x = (last - first) / DAY
-    return state.repeat_days, t_x, max(t_x, (now - first) / DAY)
-
-
 def purchase_risk(state: CustomerState, now: float, policy: Policy) -> float:
     """P(no purchase in the next ``[model].horizon_days``) from purchases alone."""
-    stats = purchase_days(state, now)
+    stats = state.purchase_days(now)
     if stats is None:
         return policy.model.no_purchase_risk
     x, t_x, T = stats
@@ -81,7 +71,11 @@ def yearly_value(state: CustomerState, now: float, policy: Policy) -> float:
 
 def value_at_risk(risk: float, state: CustomerState, now: float, policy: Policy) -> float:
     """What the business stands to lose: the risk times the last year's spend."""
-    return round(risk / 100.0 * yearly_value(state, now, policy), 2)
+    return _at_risk(risk, yearly_value(state, now, policy))
+
+
+def _at_risk(risk: float, value: float) -> float:
+    return round(risk / 100.0 * value, 2)
 
 
 def high_value(state: CustomerState, now: float, policy: Policy) -> bool:
@@ -90,7 +84,8 @@ def high_value(state: CustomerState, now: float, policy: Policy) -> bool:
 
 def route(risk: float, state: CustomerState, now: float, policy: Policy) -> str:
     """The customers worth a call go to the call centre; the rest, to automation."""
-    if (value_at_risk(risk, state, now, policy) >= policy.scoring.call_value_at_risk
-            or high_value(state, now, policy)):
+    value = yearly_value(state, now, policy)
+    if (_at_risk(risk, value) >= policy.scoring.call_value_at_risk
+            or value >= policy.scoring.high_value_spend):
         return "call_center"
     return "marketing"

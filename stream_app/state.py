@@ -184,6 +184,16 @@ class CustomerState:
         later = [t for t in times if t > now]
         return min(later) if later else self.last_ts
 
+    def purchase_days(self, now: float) -> tuple[int, float, float] | None:
+        """The purchase model's ``(x, t_x, T)`` at ``now``, in days from the first
+        purchase; None before it.  ``T`` is never below ``t_x`` (a late event
+        may be older than the clock's last step)."""
+        first, last = self.first_purchase_ts, self.last_purchase_ts
+        if first is None or last is None:
+            return None
+        t_x = (last - first) / DAY
+        return self.repeat_days, t_x, max(t_x, (now - first) / DAY)
+
     def spend_last_year(self, now: float, bucket_days: int) -> float:
         """Spend in the buckets of the last 365 days: what the customer is worth now."""
         width = bucket_days * DAY

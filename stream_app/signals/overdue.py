@@ -66,10 +66,9 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     limit = threshold_days(state, policy)
     if since <= limit:
         return None
-    first = state.first_purchase_ts
-    t_x = days(state.last_purchase_ts - first)
-    chance = silence_probability(model_params(policy.model), state.repeat_days, t_x,
-                                 max(t_x, days(now - first)))
+    stats = state.purchase_days(now)
+    assert stats is not None
+    chance = silence_probability(model_params(policy.model), *stats)
     per_100 = max(1, round(100 * chance)) if chance >= 0.005 else 0
     often = (f"happens {per_100} {'time' if per_100 == 1 else 'times'} in 100" if per_100
              else "happens less than once in 200")
