@@ -53,7 +53,11 @@ def test_a_drifting_customer_is_alerted_with_evidence_and_a_steady_one_is_not(
             send(s.topic_contacts, "drift-leaver", {
                 "ts": ts(day + 0.4), "direction": "outbound", "channel": "sms",
                 "outcome": "opened" if day < 250 else "ignored"})
-    cluster.flush()
+        # Each day's events on the broker before the next day's, as live
+        # producers would have them: a batching producer could otherwise
+        # deliver the contacts weeks ahead of the purchases, and the worker
+        # would rightly see the steady customers as silent meanwhile.
+        cluster.flush()
 
     def leaver_codes(records: list[dict[str, Any]]) -> set[str]:
         return {sig["code"] for r in records if r["customer_id"] == "drift-leaver"
