@@ -177,7 +177,9 @@ def model_params(m: Model) -> ParetoNBD:
 class Scoring:
     """The risk's odds multipliers, severity bands and routing."""
 
-    odds_frequency_drop: float = _odds("FREQUENCY_DROP", 2.0)
+    odds_frequency_drop: float = _odds(
+        "FREQUENCY_DROP (the model already counts the fewer purchases; on the logs "
+        "measured, moving the risk further ranked worse)", 1.0)
     odds_overdue: float = _odds("OVERDUE (the model already counts the silence)", 1.0)
     odds_complaints: float = _odds("COMPLAINTS", 2.5)
     odds_unresponsive: float = _odds("UNRESPONSIVE", 1.8)

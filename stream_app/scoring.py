@@ -34,7 +34,8 @@ def purchase_risk(state: CustomerState, now: float, policy: Policy) -> float:
     if stats is None:
         return policy.model.no_purchase_risk
     x, t_x, T = stats
-    return model.p_no_purchase(model_params(policy.model), x, t_x, T, policy.model.horizon_days)
+    return model.no_purchase_probability(model_params(policy.model), x, t_x, T,
+                                         policy.model.horizon_days)
 
 
 def risk_probability(state: CustomerState, fired: Sequence[Fired], now: float,

@@ -12,13 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 from pathlib import Path
+from typing import Any
 
 import lifetimes
 import numpy as np
 import pandas as pd
 import pytest
 from lifetimes import ParetoNBDFitter
-from scipy import integrate, special
+from scipy import integrate, optimize, special
 
 from stream_app import model
 from stream_app.model import Cells, ParetoNBD
@@ -136,6 +137,28 @@ def test_probabilities_move_the_way_a_person_expects() -> None:
     assert model.p_alive(p, 0, 0.0, 0.0) == 1.0
 
 
+def test_the_risks_probability_ranks_as_expected_purchases_and_stays_near_the_exact_one() -> None:
+    p = PARAMS[0]
+    histories = [(x, t_x, T) for x in (0, 1, 3, 12) for t_x in (0.0, 40.0, 200.0)
+                 for T in (200.0, 260.0, 500.0) if t_x <= T and (x > 0 or t_x == 0.0)]
+    risk = [model.no_purchase_probability(p, *h, 90.0) for h in histories]
+    expected = [model.expected_purchases(p, *h, 90.0) for h in histories]
+    # Monotone in the expected purchases: the same order, reversed, no ties added.
+    by_risk = sorted(range(len(histories)), key=lambda i: (risk[i], -expected[i]))
+    by_expected = sorted(range(len(histories)), key=lambda i: (-expected[i], risk[i]))
+    assert by_risk == by_expected
+    assert len(set(risk)) == len(set(expected))
+    # A geometric count's zero: 1 / (1 + E), so between the exact zero
+    # probability of a Poisson count with that mean and 1.
+    for h, r, e in zip(histories, risk, expected, strict=True):
+        assert r == pytest.approx(1.0 / (1.0 + e), rel=1e-12)
+        assert math.exp(-e) <= r <= 1.0
+        # Not far from the model's own zero probability where either is confident.
+        exact = model.p_no_purchase(p, *h, 90.0)
+        assert abs(r - exact) < 0.25, h
+    assert model.no_purchase_probability(p, 3, 40.0, 260.0, 0.0) == 1.0
+
+
 def test_silence_probability_is_the_chance_a_living_customer_stays_quiet_that_long() -> None:
     p = PARAMS[0]
     x, t_x, T = 6, 150.0, 210.0
@@ -205,11 +228,21 @@ def test_fit_finds_lifetimes_maximum_and_restarts_to_the_same_numbers() -> None:
     now = day + 0.5  # ages in whole days: each purchase day is placed at its middle
     ours = model.fit(cells, now, prior_weight=0.0)
     ref = ParetoNBDFitter().fit(x, t_x, T)
-    theirs = ParetoNBD(*(float(ref.params_[k]) for k in ("r", "alpha", "s", "beta")))
+
+    def ref_ll(params: Any) -> float:
+        return float(ParetoNBDFitter._conditional_log_likelihood(params, x, t_x, T).mean())
+
+    # Where lifetimes' optimiser stops moves with the scipy and pandas it runs
+    # on; the maximum of its likelihood does not.  So its answer is polished
+    # to that maximum (its own likelihood function, tight tolerances) first.
+    polished = optimize.minimize(
+        lambda logs: -ref_ll(np.exp(logs)),
+        np.log([float(ref.params_[k]) for k in ("r", "alpha", "s", "beta")]),
+        method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-13, "maxiter": 20000})
+    theirs = ParetoNBD(*(float(v) for v in np.exp(polished.x)))
 
     def mean_ll(p: ParetoNBD) -> float:
-        params = (p.r, p.alpha, p.s, p.beta)
-        return float(ParetoNBDFitter._conditional_log_likelihood(params, x, t_x, T).mean())
+        return ref_ll((p.r, p.alpha, p.s, p.beta))
 
     # The same maximum: ours at least as likely, and the parameters agree.
     assert mean_ll(ours) >= mean_ll(theirs) - 1e-7
