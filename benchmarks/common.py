@@ -26,11 +26,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from stream_app.admin import create_topics
-from stream_app.broker import LocalBroker, free_port
-from stream_app.demo import committed_total, running_worker
-from stream_app.settings import Settings, from_env
-from stream_app.synthetic import Population
+from stream_app.core.settings import Settings, from_env
+from stream_app.kafka.admin import create_topics
+from stream_app.kafka.broker import LocalBroker, free_port
+from stream_app.offline.demo import committed_total, running_worker
+from stream_app.offline.synthetic import Population
 
 KIND_TO_SETTING = {"purchases": "topic_purchases", "contacts": "topic_contacts",
                    "complaints": "topic_complaints", "feedback": "topic_feedback"}
@@ -466,11 +466,12 @@ def profiled(pid: int, path: Path | None) -> Iterator[None]:
 #: Where a worker's time goes: each sample is charged to the part owning the
 #: innermost frame that any of these path fragments match (first match wins).
 PROFILE_PARTS = (
-    ("churnwatch signals and scoring", ("stream_app/signals/", "stream_app/scoring.py",
-                                        "stream_app/alerting.py", "stream_app/playbook.py")),
-    ("churnwatch text matching", ("stream_app/text.py", "stream_app/concerns.py")),
-    ("churnwatch decoding", ("stream_app/decoding.py",)),
-    ("churnwatch state (fold, serialise)", ("stream_app/state.py",)),
+    ("churnwatch signals and scoring", ("stream_app/core/signals/", "stream_app/core/scoring.py",
+                                        "stream_app/core/alerting.py",
+                                        "stream_app/core/playbook.py")),
+    ("churnwatch text matching", ("stream_app/core/text.py", "stream_app/core/concerns.py")),
+    ("churnwatch decoding", ("stream_app/core/decoding.py",)),
+    ("churnwatch state (fold, serialise)", ("stream_app/core/state.py",)),
     ("churnwatch processor, other", ("stream_app/",)),
     ("Prometheus sensor and metrics", ("faust/sensors/", "prometheus_client/")),
     ("RocksDB store", ("faust/stores/rocksdb.py", "rocksdict")),

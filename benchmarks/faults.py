@@ -38,9 +38,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stream_app.demo import committed_total
-from stream_app.settings import Settings
-from stream_app.synthetic import generate
+from stream_app.core.settings import Settings
+from stream_app.offline.demo import committed_total
+from stream_app.offline.synthetic import generate
 from tests.integration.test_kill import alerts_on
 
 from .common import (

@@ -37,10 +37,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from kafka.admin import NewTopic
 
-from stream_app.admin import admin_client
-from stream_app.demo import committed_total
-from stream_app.settings import Settings
-from stream_app.synthetic import Population, generate
+from stream_app.core.settings import Settings
+from stream_app.kafka.admin import admin_client
+from stream_app.offline.demo import committed_total
+from stream_app.offline.synthetic import Population, generate
 
 from .common import (
     Bench,

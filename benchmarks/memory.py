@@ -4,7 +4,7 @@ For each size N, on a fresh broker: N customers' states are put straight
 into the state table's changelog topic (key: customer id bytes; value: the
 orjson state; partition: the default partitioner's, as for the input
 topics).  The states are clones, under new ids, of the final states of a
-small synthetic population run through ``stream_app.state.apply_event``
+small synthetic population run through ``stream_app.core.state.apply_event``
 (about a year and a half of purchases, contacts and complaints each).
 
 Then, for each store, a fresh worker (empty data dir) is started and timed:
@@ -31,11 +31,11 @@ from typing import Any
 
 import orjson
 
-from stream_app.decoding import Decoded, decode
-from stream_app.policy import load_policy
-from stream_app.settings import Settings
-from stream_app.state import CustomerState, apply_event, new_state
-from stream_app.synthetic import generate
+from stream_app.core.decoding import Decoded, decode
+from stream_app.core.policy import load_policy
+from stream_app.core.settings import Settings
+from stream_app.core.state import CustomerState, apply_event, new_state
+from stream_app.offline.synthetic import generate
 
 from .common import (
     Bench,

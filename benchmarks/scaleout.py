@@ -20,7 +20,7 @@ import contextlib
 import time
 from typing import Any
 
-from stream_app.synthetic import generate
+from stream_app.offline.synthetic import generate
 
 from .common import (
     Bench,

@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import time
 
-from stream_app.synthetic import generate
+from stream_app.offline.synthetic import generate
 
 from .common import (
     Bench,

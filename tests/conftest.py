@@ -1,6 +1,6 @@
 """Shared test set-up.
 
-The Faust app reads its settings when ``stream_app.app`` is imported, so the
+The Faust app reads its settings when ``stream_app.kafka.app`` is imported, so the
 unit tests pin a memory store and a free web port here, before any test
 imports it.
 """

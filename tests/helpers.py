@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from stream_app.policy import Policy
-from stream_app.records import Complaint, Contact, Purchase
-from stream_app.state import CustomerState, apply_event, new_state
+from stream_app.core.policy import Policy
+from stream_app.core.records import Complaint, Contact, Purchase
+from stream_app.core.state import CustomerState, apply_event, new_state
 
 from .conftest import at, epoch
 

@@ -35,12 +35,12 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from stream_app.admin import create_topics
-from stream_app.alerting import iso
-from stream_app.broker import LocalBroker, free_port
-from stream_app.decoding import REASON_CODES
-from stream_app.demo import committed_total, running_worker
-from stream_app.settings import Settings
+from stream_app.core.alerting import iso
+from stream_app.core.decoding import REASON_CODES
+from stream_app.core.settings import Settings
+from stream_app.kafka.admin import create_topics
+from stream_app.kafka.broker import LocalBroker, free_port
+from stream_app.offline.demo import committed_total, running_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

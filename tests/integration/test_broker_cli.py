@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.broker import free_port, wait_for_port
+from stream_app.kafka.broker import free_port, wait_for_port
 
 from .test_shutdown import wait_until
 

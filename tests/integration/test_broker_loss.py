@@ -18,12 +18,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_app.admin import create_topics
-from stream_app.broker import LocalBroker, free_port
-from stream_app.demo import committed_total, running_worker
-from stream_app.logs import REPEAT_SECONDS
-from stream_app.settings import Settings
-from stream_app.synthetic import generate
+from stream_app.core.settings import Settings
+from stream_app.engine.logs import REPEAT_SECONDS
+from stream_app.kafka.admin import create_topics
+from stream_app.kafka.broker import LocalBroker, free_port
+from stream_app.offline.demo import committed_total, running_worker
+from stream_app.offline.synthetic import generate
 
 from .conftest import produce_population
 from .test_shutdown import applied_events, wait_until

@@ -18,11 +18,12 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from stream_app.broker import LocalBroker
-from stream_app.cli import main
-from stream_app.deadletters import RESENT_HEADER
-from stream_app.processing import dead_letter
-from stream_app.settings import Settings
+from stream_app.core.records import asdict
+from stream_app.core.settings import Settings
+from stream_app.engine.processing import dead_letter
+from stream_app.interfaces.cli import main
+from stream_app.interfaces.deadletters import RESENT_HEADER
+from stream_app.kafka.broker import LocalBroker
 
 from .conftest import WAIT, Cluster
 
@@ -100,7 +101,7 @@ def resent(s: Settings, topic: str, count: int) -> list[Any]:
 @pytest.fixture(scope="module")
 def letters(broker: Settings) -> dict[str, Any]:
     """Dead letters of both record versions, and the originals they point at."""
-    from stream_app.admin import create_topics
+    from stream_app.kafka.admin import create_topics
 
     create_topics(broker)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=1)
@@ -113,15 +114,15 @@ def letters(broker: Settings) -> dict[str, Any]:
 
     def truncated(partition: int, offset: int, sha: str) -> dict[str, Any]:
         """A record as the worker now writes it: a prefix, the size and a checksum."""
-        r = dead_letter("purchases", partition, offset, b"dl-2", big[:200],
-                        "event is 5023 bytes; the limit is 4096").asdict()
+        r = asdict(dead_letter("purchases", partition, offset, b"dl-2", big[:200],
+                               "event is 5023 bytes; the limit is 4096"))
         r.update(value_truncated=True, value_size=len(big), value_sha256=sha,
                  reason_code="too_large")
         return r
 
     sha = hashlib.sha256(big).hexdigest()
-    old = dead_letter("contacts", 1, 7, b"dl-1", broken,
-                      "not valid UTF-8 JSON: unexpected end of data").asdict()
+    old = asdict(dead_letter("contacts", 1, 7, b"dl-1", broken,
+                             "not valid UTF-8 JSON: unexpected end of data"))
     for name in ("reason_code", "value_size", "value_sha256", "value_truncated"):
         del old[name]
     records = [

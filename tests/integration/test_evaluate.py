@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_app.cli import main
-from stream_app.datasets import cdnow_file
-from stream_app.policy import Policy
-from stream_app.synthetic import generate
+from stream_app.core.policy import Policy
+from stream_app.interfaces.cli import main
+from stream_app.offline.datasets import cdnow_file
+from stream_app.offline.synthetic import generate
 
 pytestmark = pytest.mark.integration
 

@@ -23,11 +23,11 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
-from stream_app.admin import create_topics
-from stream_app.broker import LocalBroker, free_port
-from stream_app.demo import committed_total, running_worker
-from stream_app.settings import Settings, kafka_client_options
-from stream_app.synthetic import Population, generate
+from stream_app.core.settings import Settings, kafka_client_options
+from stream_app.kafka.admin import create_topics
+from stream_app.kafka.broker import LocalBroker, free_port
+from stream_app.offline.demo import committed_total, running_worker
+from stream_app.offline.synthetic import Population, generate
 
 from .conftest import produce_population
 from .test_shutdown import applied_events, metric, wait_until

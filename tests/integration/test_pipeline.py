@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from stream_app.decoding import parse_ts
-from stream_app.explain import describe, latest_state
+from stream_app.core.decoding import parse_ts
+from stream_app.interfaces.explain import describe, latest_state
 
 from .conftest import Cluster
 

@@ -32,15 +32,15 @@ from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from stream_app import clients
-from stream_app.admin import create_topics
-from stream_app.broker import LocalBroker, free_port
-from stream_app.cli import main
-from stream_app.demo import Collected, Progress, committed_total, consume_outputs
-from stream_app.evaluate import read_states
-from stream_app.explain import latest_state
-from stream_app.settings import Settings, env_name
-from stream_app.state import new_state
+from stream_app.core.settings import Settings, env_name
+from stream_app.core.state import new_state
+from stream_app.interfaces.cli import main
+from stream_app.interfaces.explain import latest_state
+from stream_app.kafka import clients
+from stream_app.kafka.admin import create_topics
+from stream_app.kafka.broker import LocalBroker, free_port
+from stream_app.offline.demo import Collected, Progress, committed_total, consume_outputs
+from stream_app.offline.evaluate import read_states
 
 pytestmark = pytest.mark.integration
 

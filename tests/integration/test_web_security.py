@@ -1,7 +1,7 @@
 """With the API token set, no route of a worker's web server gives out customer data.
 
 The routes are not listed here by hand: they come from the app itself
-(:func:`stream_app.web.served_routes`, run with the worker's settings), so a
+(:func:`stream_app.interfaces.web.served_routes`, run with the worker's settings), so a
 page that Faust or we add later is walked too.  Two workers share the
 partitions, so look-ups are also forwarded from one worker to the other.
 """
@@ -23,10 +23,10 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from stream_app.admin import create_topics
-from stream_app.broker import LocalBroker, free_port
-from stream_app.demo import running_worker, worker_env
-from stream_app.settings import Settings
+from stream_app.core.settings import Settings
+from stream_app.kafka.admin import create_topics
+from stream_app.kafka.broker import LocalBroker, free_port
+from stream_app.offline.demo import running_worker, worker_env
 
 from .conftest import WAIT
 
@@ -97,7 +97,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         # What the worker's web server serves, from the app built as the worker builds it.
         out = subprocess.run(
             [sys.executable, "-c", "import json\n"
-             "from stream_app import agents, logs, web\n"
+             "from stream_app.kafka import agents\n"
+             "from stream_app.engine import logs\n"
+             "from stream_app.interfaces import web\n"
              "print(json.dumps(web.served_routes()))"],
             env=worker_env(workers[0]), capture_output=True, text=True, check=True)
         routes = [(method, path) for method, path in json.loads(out.stdout.splitlines()[-1])]

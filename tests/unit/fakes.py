@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
-from stream_app.records import ChurnAlert, DeadLetter
+from stream_app.core.records import ChurnAlert, DeadLetter
 
 
 def _confirmed(value: Any) -> asyncio.Future[Any]:

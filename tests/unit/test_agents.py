@@ -16,10 +16,10 @@ import orjson
 import pytest
 from faust.types import TP, Message
 
-from stream_app import processing
-from stream_app.agents import processor, take_fetch
-from stream_app.state import CustomerState
-from stream_app.tables import customer_to_state
+from stream_app.core.state import CustomerState
+from stream_app.engine import processing
+from stream_app.kafka.agents import processor, take_fetch
+from stream_app.kafka.tables import customer_to_state
 
 from ..conftest import at
 from .fakes import Outputs

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.record.memory_records import MemoryRecords
 from faust.types import TP
 
-from stream_app.changelog import ChangelogWriter
+from stream_app.kafka.changelog import ChangelogWriter
 
 TOPIC = "churnwatch-customer_to_state-changelog"
 

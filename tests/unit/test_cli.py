@@ -10,10 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream_app import deadletters
-from stream_app.broker import free_port
-from stream_app.cli import main, version
-from stream_app.policy import Policy, load_policy
+from stream_app.core.policy import Policy, load_policy
+from stream_app.interfaces import deadletters
+from stream_app.interfaces.cli import main, version
+from stream_app.kafka.broker import free_port
 
 GOOD = {"CHURNWATCH_STORE": "memory://"}
 
@@ -139,7 +139,7 @@ def test_explain_at_names_the_expected_format(env: pytest.MonkeyPatch,
 def test_no_broker_gets_one_line_saying_what_to_do(
         command: list[str], env: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from stream_app import admin
+    from stream_app.kafka import admin
 
     env.setattr(admin, "TOOL_TIMEOUT", 1.0)  # the path is the same; the test is quicker
     env.setenv("CHURNWATCH_BROKER_URL", f"kafka://127.0.0.1:{free_port()}")

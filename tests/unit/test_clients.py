@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import stream_app
-from stream_app import clients
-from stream_app.settings import from_env
+from stream_app.core.settings import from_env
+from stream_app.kafka import clients
 
 SASL = {"CHURNWATCH_STORE": "memory://", "CHURNWATCH_BROKER_URL": "kafka://k1:9093;k2:9093",
         "CHURNWATCH_SECURITY_PROTOCOL": "SASL_SSL", "CHURNWATCH_SASL_MECHANISM": "SCRAM-SHA-256",

@@ -14,11 +14,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from stream_app.admin import new_topic, topic_names
-from stream_app.cli import main
-from stream_app.faust_config import app_options, broker_credentials
-from stream_app.policy import Policy, PolicyError, load_policy, policy_toml
-from stream_app.settings import ConfigError, from_env, kafka_client_options
+from stream_app.core.policy import Policy, PolicyError, load_policy, policy_toml
+from stream_app.core.settings import ConfigError, from_env, kafka_client_options
+from stream_app.interfaces.cli import main
+from stream_app.kafka.admin import new_topic, topic_names
+from stream_app.kafka.faust_config import app_options, broker_credentials
 
 GOOD = {"CHURNWATCH_STORE": "memory://"}
 

@@ -26,9 +26,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from stream_app import metrics
-from stream_app.policy import load_policy
-from stream_app.settings import Settings, env_name, from_env
+from stream_app.core.policy import load_policy
+from stream_app.core.settings import Settings, env_name, from_env
+from stream_app.engine import metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from stream_app import model
-from stream_app.evaluation import (
+from stream_app.core import model
+from stream_app.offline.evaluation import (
     DAY,
     Split,
     at_threshold,
@@ -263,7 +263,7 @@ def test_auc_agrees_with_counting_every_pair() -> None:
 
 
 def test_the_table_shows_every_figure() -> None:
-    from stream_app.evaluate import table
+    from stream_app.offline.evaluate import table
 
     d = DAY
     purchases = {"a": [10 * d, 100 * d, 190 * d, 220 * d], "b": [20 * d, 60 * d],
@@ -296,7 +296,7 @@ def test_the_table_shows_every_figure() -> None:
 
 def test_a_budget_out_of_range_is_refused_naming_it(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    from stream_app.cli import main
+    from stream_app.interfaces.cli import main
 
     sales = tmp_path / "sales.csv"
     sales.write_text("customer_id,ts,amount\nc1,2024-01-05T10:00:00Z,10\n"

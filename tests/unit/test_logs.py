@@ -6,7 +6,7 @@ import logging
 
 import orjson
 
-from stream_app.logs import JsonFormatter
+from stream_app.engine.logs import JsonFormatter
 
 
 def test_json_line_carries_fields_and_errors() -> None:
@@ -27,7 +27,7 @@ def test_json_line_carries_fields_and_errors() -> None:
 
 
 def test_repeats_pass_once_per_interval_with_the_count_held_back() -> None:
-    from stream_app.logs import RepeatFilter
+    from stream_app.engine.logs import RepeatFilter
 
     now = [0.0]
     limit = RepeatFilter(interval=30.0, clock=lambda: now[0])

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_app.decoding import FIELDS
-from stream_app.mapping import (
+from stream_app.core.decoding import FIELDS
+from stream_app.offline.mapping import (
     COMMON_FIELDS,
     KINDS,
     Mapping,

@@ -21,8 +21,8 @@ import pytest
 from lifetimes import ParetoNBDFitter
 from scipy import integrate, optimize, special
 
-from stream_app import model
-from stream_app.model import Cells, ParetoNBD
+from stream_app.core import model
+from stream_app.core.model import Cells, ParetoNBD
 
 PARAMS = [
     ParetoNBD(0.60, 81.1, 0.52, 61.8),  # CDNOW in days: alpha > beta

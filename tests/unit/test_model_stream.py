@@ -9,12 +9,12 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from stream_app.model import Cells
-from stream_app.policy import Policy
-from stream_app.processing import MODEL_PREFIX, Processor, model_key, purchase_cell
-from stream_app.scoring import risk_score
-from stream_app.signals import EVALUATORS
-from stream_app.synthetic import generate
+from stream_app.core.model import Cells
+from stream_app.core.policy import Policy
+from stream_app.core.scoring import risk_score
+from stream_app.core.signals import EVALUATORS
+from stream_app.engine.processing import MODEL_PREFIX, Processor, model_key, purchase_cell
+from stream_app.offline.synthetic import generate
 
 from .fakes import Outputs
 from .test_processor import PARTITIONS, messages

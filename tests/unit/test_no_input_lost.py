@@ -13,8 +13,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_app.policy import Policy
-from stream_app.processing import Processor
+from stream_app.core.policy import Policy
+from stream_app.engine.processing import Processor
 
 from .fakes import Outputs
 
@@ -108,7 +108,7 @@ def test_the_generator_also_makes_valid_events() -> None:
     """Guards the property above against only ever testing garbage."""
     from hypothesis import find
 
-    from stream_app.decoding import Decoded, decode
+    from stream_app.core.decoding import Decoded, decode
 
     for kind in ("purchases", "complaints", "contacts"):
         found = find(_near_valid(), lambda raw, k=kind: isinstance(decode(k, b"c1", raw), Decoded),

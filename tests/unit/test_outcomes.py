@@ -7,11 +7,11 @@ import asyncio
 import orjson
 from prometheus_client import REGISTRY
 
-from stream_app.decoding import parse_ts
-from stream_app.outcomes import decile, expect, settle
-from stream_app.policy import Policy
-from stream_app.processing import Processor
-from stream_app.state import DAY, new_state
+from stream_app.core.decoding import parse_ts
+from stream_app.core.outcomes import decile, expect, settle
+from stream_app.core.policy import Policy
+from stream_app.core.state import DAY, new_state
+from stream_app.engine.processing import Processor
 
 from ..conftest import at
 from .fakes import Outputs

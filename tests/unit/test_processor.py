@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_app.decoding import parse_ts
-from stream_app.policy import Policy
-from stream_app.processing import Processor, Resumed
-from stream_app.records import ChurnAlert
-from stream_app.synthetic import Population, generate
+from stream_app.core.decoding import parse_ts
+from stream_app.core.policy import Policy
+from stream_app.core.records import ChurnAlert
+from stream_app.engine.processing import Processor, Resumed
+from stream_app.offline.synthetic import Population, generate
 
 from .fakes import Outputs
 

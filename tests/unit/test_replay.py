@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.cli import main
+from stream_app.interfaces.cli import main
 
 from .test_mapping import TRANSACTIONS, write
 

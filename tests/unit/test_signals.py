@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from stream_app.policy import Policy, policy_from_mapping
-from stream_app.signals import complaints, frequency_drop, overdue
-from stream_app.signals.base import poisson_cdf
-from stream_app.state import DAY, CustomerState, new_state
+from stream_app.core.policy import Policy, policy_from_mapping
+from stream_app.core.signals import complaints, frequency_drop, overdue
+from stream_app.core.signals.base import poisson_cdf
+from stream_app.core.state import DAY, CustomerState, new_state
 
 from ..conftest import epoch
 from ..helpers import buyer, complaint, purchase
@@ -260,7 +260,7 @@ def test_complaints_age_out_of_the_window() -> None:
 def test_histories_stay_in_time_order_whatever_order_events_come_in() -> None:
     import random
 
-    from stream_app.state import _insert
+    from stream_app.core.state import _insert
 
     rng = random.Random(5)
     for _ in range(200):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stream_app.policy import Policy, Text
-from stream_app.signals import (
+from stream_app.core.policy import Policy, Text
+from stream_app.core.signals import (
     compensation_escalation,
     competitor_probing,
     hostile_tone,
@@ -11,7 +11,7 @@ from stream_app.signals import (
     technical_faults,
     unresponsive,
 )
-from stream_app.state import new_state
+from stream_app.core.state import new_state
 
 from ..conftest import epoch
 from ..helpers import buyer, complaint, contact

@@ -9,9 +9,9 @@ from collections import defaultdict
 import orjson
 import pytest
 
-from stream_app.policy import Policy
-from stream_app.signals import overdue, unresponsive
-from stream_app.state import (
+from stream_app.core.policy import Policy
+from stream_app.core.signals import overdue, unresponsive
+from stream_app.core.state import (
     DAY,
     OUTREACH_KEPT,
     RECENT_PURCHASES_KEPT,
@@ -132,8 +132,8 @@ def test_a_state_from_a_newer_release_is_refused_with_the_reason() -> None:
 
 def test_explain_names_a_state_it_cannot_read(monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from stream_app import explain
-    from stream_app.cli import main
+    from stream_app.interfaces import explain
+    from stream_app.interfaces.cli import main
 
     newer = _from_a_newer_release("c9")
     # As if the changelog held this state: the look-up decodes it as usual.

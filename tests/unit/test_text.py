@@ -1,4 +1,4 @@
-"""Lexicon matching on Hebrew and English customer text (stream_app.text)."""
+"""Lexicon matching on Hebrew and English customer text (stream_app.core.text)."""
 
 # ruff: noqa: RUF001, RUF003
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_app.text import (
+from stream_app.core.text import (
     CATEGORIES,
     DEFAULT_LEXICON,
     DEFAULT_TERMS,

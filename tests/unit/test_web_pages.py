@@ -5,8 +5,8 @@ from __future__ import annotations
 import faust
 import pytest
 
-from stream_app.faust_config import FAUST_PAGES_OFF, app_options
-from stream_app.settings import Settings
+from stream_app.core.settings import Settings
+from stream_app.kafka.faust_config import FAUST_PAGES_OFF, app_options
 
 
 def test_faust_page_switches_in_the_environment_are_ignored(
