@@ -15,6 +15,7 @@ so they carry no validation of their own.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -185,8 +186,12 @@ def record_fields(cls: type[Any]) -> dict[str, bool]:
 _R = TypeVar("_R")
 
 
-def _is_float(annotation: Any) -> bool:
-    return str(annotation).replace(" ", "") in {"float", "float|None"}
+def _float_fields(cls: type[Any]) -> frozenset[str]:
+    """The fields typed ``float`` or ``float | None``, from the resolved hints
+    (the annotations themselves are strings here)."""
+    hints = typing.get_type_hints(cls)
+    return frozenset(name for name, hint in hints.items()
+                     if hint is float or hint == (float | None))
 
 
 def record_builder(cls: type[_R]) -> Callable[[Mapping[str, Any]], _R]:
@@ -200,7 +205,7 @@ def record_builder(cls: type[_R]) -> Callable[[Mapping[str, Any]], _R]:
     """
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     names = tuple(f.name for f in fields)
-    floats = frozenset(f.name for f in fields if _is_float(f.type))
+    floats = _float_fields(cls)
     defaults = {f.name: f.default for f in fields
                 if f.default is not dataclasses.MISSING and f.default is not None}
 

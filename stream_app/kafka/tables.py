@@ -1,12 +1,12 @@
-"""Tables.  One per-customer state table, one write per event.
+"""Tables.  One per-customer state table, written at each flush for the customers that changed.
 
 ``customer_to_state``: customer id (UTF-8 bytes) -> compact
 :class:`~stream_app.core.state.CustomerState` (orjson bytes).  Not windowed: the
-recent-activity windows live inside the
-state as event-time buckets (size ``[history].bucket_days``, kept
-``[history].buckets_kept``, time basis the event's own ``ts``), so an event
-costs one changelog message, and the timer sweep can read the table outside
-any window context.
+recent-activity windows live inside the state as event-time buckets (size
+``[history].bucket_days``, kept ``[history].buckets_kept``, time basis the
+event's own ``ts``), so a customer's changes since the last flush cost one
+changelog message, and the timer sweep can read the table outside any window
+context.
 """
 
 from __future__ import annotations
