@@ -15,8 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +27,9 @@ from aiokafka.partitioner import murmur2
 from stream_app.core.settings import Settings, from_env
 from stream_app.kafka.admin import create_topics
 from stream_app.kafka.broker import LocalBroker, free_port
-from stream_app.offline.demo import committed_total, running_worker
+from stream_app.offline import harness
+from stream_app.offline.harness import committed_total, running_worker
 from stream_app.offline.synthetic import Population
-
-KIND_TO_SETTING = {"purchases": "topic_purchases", "contacts": "topic_contacts",
-                   "complaints": "topic_complaints", "feedback": "topic_feedback"}
-
 
 # -- figures -----------------------------------------------------------------
 
@@ -199,14 +194,8 @@ def check_alive(proc: subprocess.Popen[bytes], what: str = "worker") -> None:
 
 
 def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    """(status, body) of GET http://127.0.0.1:port/path; (0, b"") if unreachable."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
-            return int(r.status), bytes(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (urllib.error.URLError, OSError, TimeoutError):
-        return 0, b""
+    """(status, body) of GET http://127.0.0.1:port/path; status 0 if unreachable."""
+    return harness.http_get(port, path, timeout=timeout)
 
 
 def wait_ready(s: Settings, proc: subprocess.Popen[bytes], timeout: float = 600.0,
@@ -251,7 +240,7 @@ def rss_bytes(pid: int, field_name: str = "VmRSS") -> int | None:
 
 
 def topic_of(s: Settings, kind: str) -> str:
-    return str(getattr(s, KIND_TO_SETTING[kind]))
+    return s.topic_for(kind)
 
 
 def partition_for(key: bytes, partitions: int) -> int:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_app.core.settings import Settings
-from stream_app.offline.demo import committed_total
+from stream_app.offline.harness import committed_total
 from stream_app.offline.synthetic import generate
 from tests.integration.test_kill import alerts_on
 

@@ -39,7 +39,7 @@ from kafka.admin import NewTopic
 
 from stream_app.core.settings import Settings
 from stream_app.kafka.admin import admin_client
-from stream_app.offline.demo import committed_total
+from stream_app.offline.harness import committed_total
 from stream_app.offline.synthetic import Population, generate
 
 from .common import (

@@ -38,6 +38,15 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 #: Listening on every interface says nothing about how peers reach us.
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+#: Input kind (the decoder's name for it) -> the setting that names its topic.
+#: The one place the pairing is written: the worker's agents, replay, the demo
+#: and evaluate all ask :meth:`Settings.topic_for` or :meth:`Settings.kind_by_topic`.
+TOPIC_FIELDS: dict[str, str] = {
+    "purchases": "topic_purchases", "contacts": "topic_contacts",
+    "complaints": "topic_complaints", "feedback": "topic_feedback",
+}
+#: The settings that name the output topics.
+OUTPUT_TOPIC_FIELDS = ("topic_alerts", "topic_dead_letters")
 
 
 class ConfigError(ValueError):
@@ -113,6 +122,14 @@ class Settings:
     def input_topics(self) -> tuple[str, str, str, str]:
         return (self.topic_purchases, self.topic_contacts, self.topic_complaints,
                 self.topic_feedback)
+
+    def topic_for(self, kind: str) -> str:
+        """The topic events of input ``kind`` (``purchases`` ...) are read from."""
+        return str(getattr(self, TOPIC_FIELDS[kind]))
+
+    def kind_by_topic(self) -> dict[str, str]:
+        """Input topic name -> its kind, in the order of :data:`TOPIC_FIELDS`."""
+        return {self.topic_for(kind): kind for kind in TOPIC_FIELDS}
 
     @property
     def all_topics(self) -> tuple[str, ...]:
@@ -280,8 +297,7 @@ def validate(s: Settings) -> Settings:
         raise bad("replication", "expected 1..10")
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", s.app_id):
         raise bad("app_id", "expected letters, digits, '.', '_' or '-'")
-    for name in ("topic_purchases", "topic_contacts", "topic_complaints", "topic_feedback",
-                 "topic_alerts", "topic_dead_letters"):
+    for name in (*TOPIC_FIELDS.values(), *OUTPUT_TOPIC_FIELDS):
         if not _TOPIC_NAME.match(getattr(s, name)):
             raise bad(name, "not a valid Kafka topic name")
     if len(set(s.all_topics)) != len(s.all_topics):

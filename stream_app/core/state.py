@@ -1,10 +1,11 @@
 """Compact per-customer state, and the pure functions that fold events into it.
 
-One customer's whole state is one small value in one table, written once per
-event: every table write is a changelog message, and that write (not our own
-code) is what bounds a Faust worker's throughput.  Windows are therefore kept
-*inside* the state as event-time buckets and bounded lists, instead of in
-Faust windowed tables (three of those cost three changelog messages per event,
+One customer's whole state is one small value in one table, written at most
+once per flush however many of the customer's events the flush holds: every
+table write is a changelog message, and those writes (not our own code) are
+what bounds a Faust worker's throughput.  Windows are therefore kept *inside*
+the state as event-time buckets and bounded lists, instead of in Faust
+windowed tables (three of those cost three changelog messages per event,
 lose state on rebalance and cannot be read from a timer).
 
 Time basis: every timestamp here is the event's own time (epoch seconds, UTC),
@@ -15,11 +16,14 @@ Layout: the lists that grow with a customer's history (purchase buckets,
 gaps, recent purchases, outreach days) are kept as *columns*, typed arrays
 side by side, not as lists of small lists.  A worker's time on a large
 customer base is bound by memory, not by arithmetic: every small object a
-state holds is a cache miss when the state is next touched: with 20,000
-customers, a state of about 168 heap objects took 31 µs to serialise cold,
-the same state as columns (about 67 objects) 13-14 µs.  Columns also let
-the signals take window sums with ``bisect`` and ``sum`` over a slice
-instead of a Python loop.
+state holds is a cache miss when the state is next touched, so a state of
+columns, with far fewer heap objects, serialises much faster cold.  Columns
+also let the signals take window sums with ``bisect`` and ``sum`` over a
+slice instead of a Python loop.
+
+Complaints and concerns are few per customer and read field by field, so
+they are rows (:class:`KeptComplaint`, :class:`Note`): named tuples, written
+as the same JSON arrays the lists of earlier releases were.
 
 Idempotence: the state remembers the last offset it applied from each source
 topic.  A customer's events always come from the same partition of each topic,
@@ -35,8 +39,8 @@ import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -52,6 +56,28 @@ RECENT_PURCHASES_KEPT = 8
 RESPONSES = frozenset({"answered", "replied", "opened"})
 OUTREACH_KEPT = 24
 NOTES_KEPT = 40
+
+
+class KeptComplaint(NamedTuple):
+    """A complaint as the state keeps it: what the complaint signals read."""
+
+    ts: float
+    event_id: str
+    category: str
+    severity: int
+
+
+class Note(NamedTuple):
+    """A concern found in a contact or complaint (see :mod:`stream_app.core.concerns`)."""
+
+    ts: float
+    event_id: str
+    #: The concern's kind: fault, competitor, compensation or hostile.
+    kind: str
+    #: The words that showed it, as the evidence quotes them.
+    words: str
+    #: The compensation asked for, for a compensation concern.
+    amount: float | None
 
 
 @dataclass(slots=True)
@@ -113,8 +139,8 @@ class CustomerState:
     #: Time and event id of the latest purchases, oldest first (evidence).
     recent_purchase_ts: array[float] = field(default_factory=lambda: array("d"))
     recent_purchase_ids: list[str] = field(default_factory=list)
-    # Complaints: [ts, event id, category, severity], oldest first.
-    complaints: list[list[Any]] = field(default_factory=list)
+    #: Complaints within ``[history].complaint_days``, oldest first.
+    complaints: list[KeptComplaint] = field(default_factory=list)
     # Contacts: channel -> [outbound attempts, responses, inbound contacts].
     channels: dict[str, list[int]] = field(default_factory=dict)
     last_outbound_ts: float | None = None
@@ -127,9 +153,8 @@ class CustomerState:
     outreach_channel: list[str] = field(default_factory=list)
     outreach_event: list[str] = field(default_factory=list)
     unsubscribed_ts: float | None = None
-    #: Concerns found in texts, tags and complaint fields:
-    #: [ts, event id, kind, words that matched, amount or None], oldest first.
-    notes: list[list[Any]] = field(default_factory=list)
+    #: Concerns found in texts, tags and complaint fields, oldest first.
+    notes: list[Note] = field(default_factory=list)
     # Alerting
     alerting: Alerting = field(default_factory=Alerting)
     #: The risk at the last assessment that needed it (one with a signal or an
@@ -170,19 +195,12 @@ class CustomerState:
         for name, typecode in _ARRAYS.items():
             d[name] = array(typecode, d[name])
         d["outreach_channel"] = [sys.intern(ch) for ch in d["outreach_channel"]]
+        d["complaints"] = [KeptComplaint(*x) for x in d["complaints"]]
+        d["notes"] = [Note(*n) for n in d["notes"]]
         alerting = Alerting(*d.pop("alerting"))
         return cls(alerting=alerting, **d)
 
     # -- derived ---------------------------------------------------------
-
-    def next_event_after(self, now: float) -> float | None:
-        """The earliest recorded event time after ``now`` (state ahead of the clock)."""
-        if self.last_ts <= now:
-            return None
-        times = [x[0] for x in self.complaints] + [x[0] for x in self.notes]
-        times += [*self.recent_purchase_ts, *(day * DAY for day in self.outreach_day)]
-        later = [t for t in times if t > now]
-        return min(later) if later else self.last_ts
 
     def purchase_days(self, now: float) -> tuple[int, float, float] | None:
         """The purchase model's ``(x, t_x, T)`` at ``now``, in days from the first
@@ -226,9 +244,12 @@ _ARRAYS = {name: value.typecode for name in _FIELDS
 
 
 def _plain(value: Any) -> Any:
-    """orjson's fallback for what it does not know: the columns, as JSON lists."""
+    """orjson's fallback for what it does not know: the columns, and the rows
+    (named tuples, which orjson does not write itself), as JSON lists."""
     if isinstance(value, array):
         return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
@@ -252,18 +273,19 @@ def new_state(customer_id: str) -> CustomerState:
     return CustomerState(customer_id=customer_id)
 
 
-_FIRST = itemgetter(0)
+_Row = TypeVar("_Row", KeptComplaint, Note)
+_TS = attrgetter("ts")
 
 
-def _insert(items: list[list[Any]], item: list[Any]) -> None:
+def _insert(items: list[_Row], item: _Row) -> None:
     """Add ``item`` to ``items``, kept in order of their first element (a time).
 
     Events mostly arrive in time order, so the item usually belongs last and
     no sort is needed; equal times keep arrival order, as the stable sort does.
     """
     items.append(item)
-    if len(items) > 1 and item[0] < items[-2][0]:
-        items.sort(key=_FIRST)
+    if len(items) > 1 and item.ts < items[-2].ts:
+        items.sort(key=_TS)
 
 
 def _keep_last(n: int, *columns: array[Any] | list[Any]) -> None:
@@ -355,16 +377,16 @@ def _add_notes(state: CustomerState, record: Complaint | Contact, ts: float,
     if not found:
         return
     for kind, words, amount in found:
-        _insert(state.notes, [ts, record.event_id, kind, words, amount])
+        _insert(state.notes, Note(ts, record.event_id, kind, words, amount))
     horizon = max(ts, state.last_ts) - policy.history.complaint_days * DAY
-    state.notes = [n for n in state.notes if n[0] >= horizon][-NOTES_KEPT:]
+    state.notes = [n for n in state.notes if n.ts >= horizon][-NOTES_KEPT:]
 
 
 def apply_complaint(state: CustomerState, c: Complaint, ts: float, policy: Policy) -> None:
     h = policy.history
-    _insert(state.complaints, [ts, c.event_id, c.category, int(c.severity)])
+    _insert(state.complaints, KeptComplaint(ts, c.event_id, c.category, int(c.severity)))
     horizon = max(ts, state.last_ts) - h.complaint_days * DAY
-    state.complaints = [x for x in state.complaints if x[0] >= horizon][-h.complaints_kept:]
+    state.complaints = [x for x in state.complaints if x.ts >= horizon][-h.complaints_kept:]
     _add_notes(state, c, ts, policy)
 
 

@@ -18,8 +18,8 @@ from ..kafka.admin import TOOL_TIMEOUT, AdminError
 
 if TYPE_CHECKING:
     from ..core.settings import Settings
-    from ..offline.demo import Progress
     from ..offline.mapping import Loaded
+    from ..offline.progress import Progress
 
 DESCRIPTION = """\
 Real-time churn signals from customer event streams.
@@ -371,8 +371,10 @@ def _wrap(text: str) -> str:
 
 
 def _add_inputs(p: argparse.ArgumentParser) -> None:
+    from ..offline.datasets import NAMES
+
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=("cdnow", "synthetic"),
+    g.add_argument("--dataset", choices=NAMES,
                    help="a ready-made data set instead of files: cdnow (the CDNOW "
                    "transaction log, needs churnwatch[eval]) or synthetic (the demo's "
                    "generated population)")
@@ -427,6 +429,8 @@ def _add_history_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
                    "(a date means the end of that day)")
     r.add_argument("--dry-run", action="store_true",
                    help="map, validate and order the files and report; send nothing")
+    r.add_argument("--broker-url", metavar="URL", help="send to this broker instead of "
+                   "CHURNWATCH_BROKER_URL, with the same TLS and SASL settings")
 
     e = sub.add_parser(
         "evaluate", help="would it have caught the customers we lost, and how early?",
@@ -483,8 +487,8 @@ def _run_history(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from ..offline import datasets, mapping
-    from ..offline.demo import Progress
     from ..offline.evaluate import EvaluationError, parse_cutoff
+    from ..offline.progress import Progress
 
     def fail(message: str, code: int = 2) -> int:
         print(f"churnwatch {args.command}: {message}", file=sys.stderr)
@@ -576,6 +580,8 @@ def _replay(args: argparse.Namespace, settings: Settings, loaded: Loaded,
         return 2
     from ..kafka.admin import TOOL_TIMEOUT, create_topics
 
+    if args.broker_url:
+        settings = settings.with_overrides(broker_url=args.broker_url)
     create_topics(settings, timeout=TOOL_TIMEOUT)
     sent = send(settings, events, len(events), progress, args.speed)
     progress.clear()

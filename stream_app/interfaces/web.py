@@ -30,12 +30,12 @@ from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from ..core.alerting import iso
 from ..core.decoding import parse_ts
 from ..core.records import asdict
+from ..core.report import report
 from ..engine.metrics import child
 from ..kafka import brokerwatch
 from ..kafka.agents import processor
 from ..kafka.app import app, policy, settings
 from ..kafka.tables import customer_to_state
-from .explain import report
 
 _CUSTOMER_ID = re.compile(r"^[^\s/]{1,128}$")
 

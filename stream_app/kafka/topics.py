@@ -40,9 +40,4 @@ clock = app.topic(
 )
 
 #: Topic name -> decoder kind.
-KIND_BY_TOPIC = {
-    settings.topic_purchases: "purchases",
-    settings.topic_contacts: "contacts",
-    settings.topic_complaints: "complaints",
-    settings.topic_feedback: "feedback",
-}
+KIND_BY_TOPIC = settings.kind_by_topic()

@@ -10,30 +10,32 @@ process behind.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-from kafka import TopicPartition
 
-from ..core.settings import Settings, env_name
+from ..core.decoding import parse_event_time
+from ..core.settings import Settings
 from ..kafka import clients
 from ..kafka.admin import create_topics
 from ..kafka.broker import LocalBroker, free_port
+from .harness import (
+    Collected,
+    WorkerStopped,
+    consume_outputs,
+    finish_reading,
+    http_get,
+    running_worker,
+    wait_processed,
+)
+from .progress import Progress
 from .synthetic import DAY, Population, generate
 
 #: A few malformed events are mixed in to show the dead-letter path.
@@ -49,155 +51,6 @@ BAD_EVENTS: list[tuple[str, bytes | None, bytes]] = [
 ]
 
 
-#: Give up when the worker commits nothing for this long.
-STALL_SECONDS = 120
-
-
-class Progress:
-    """One self-rewriting line on a terminal; a line per 10% otherwise."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out, self.tty, self.last_pct, self.width = out, out.isatty(), -10, 0
-
-    def show(self, text: str, pct: float) -> None:
-        if self.tty:
-            self.out.write("\r" + text.ljust(self.width))
-            self.width = len(text)
-            self.out.flush()
-        elif pct >= self.last_pct + 10 or pct >= 100:
-            self.last_pct = int(pct // 10 * 10)
-            self.out.write(text + "\n")
-
-    def phase(self) -> None:
-        """A new kind of work starts: its own percentages, its own lines."""
-        self.clear()
-        self.last_pct = -10
-
-    def clear(self) -> None:
-        if self.tty and self.width:
-            self.out.write("\r" + " " * self.width + "\r")
-            self.width = 0
-
-
-@dataclass
-class Collected:
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def worker_env(s: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNWATCH_")}
-    for name in Settings.__dataclass_fields__:
-        env[env_name(name)] = str(getattr(s, name))
-    return env
-
-
-@contextlib.contextmanager
-def running_worker(s: Settings, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A worker child process in its own session, always stopped on the way out."""
-    log = open(log_path, "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stream_app", "worker", "--no-create-topics"],
-        env=worker_env(s), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        stop_process(proc)
-        log.close()
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    """SIGTERM (Faust finishes in-flight events and commits), then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def consume_outputs(s: Settings, into: Collected, stop: threading.Event,
-                    on_alert: Any) -> None:
-    consumer = clients.consumer(s, s.topic_alerts, s.topic_dead_letters,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                consumer_timeout_ms=200)
-    try:
-        while not stop.is_set():
-            for m in consumer:
-                value = orjson.loads(m.value)
-                with into.lock:
-                    if m.topic == s.topic_alerts:
-                        into.alerts.append(value)
-                        on_alert(value)
-                    else:
-                        into.dead_letters.append(value)
-                if stop.is_set():
-                    break
-    finally:
-        consumer.close()
-
-
-class WorkerStopped(RuntimeError):
-    """The worker exited or stalled before processing everything."""
-
-
-def wait_processed(s: Settings, worker: subprocess.Popen[bytes],
-                   offsets: dict[tuple[str, int], int], got: Collected, progress: Progress,
-                   log_path: Path) -> None:
-    """Show progress until the worker has committed every offset in ``offsets``."""
-    expected = sum(offsets.values())
-    processed, advanced = 0, time.monotonic()
-    while processed < expected:
-        if worker.poll() is not None:
-            raise WorkerStopped(f"The worker stopped (exit {worker.returncode}); "
-                                f"see {log_path}")
-        if time.monotonic() - advanced > STALL_SECONDS:
-            raise WorkerStopped(f"The worker made no progress for {STALL_SECONDS} s; "
-                                f"see {log_path}")
-        done = min(expected, committed_total(s, offsets))
-        if done > processed:
-            processed, advanced = done, time.monotonic()
-        progress.show(f"  worker processed {processed:,}/{expected:,} events, "
-                      f"{len(got.alerts):,} alerts", 100 * processed / expected)
-        if processed < expected:
-            time.sleep(1.0)
-
-
-def finish_reading(got: Collected, stop: threading.Event, reader: threading.Thread,
-                   quiet: float = 2.0) -> None:
-    """Stop the output reader once no alert has come for ``quiet`` seconds.
-
-    Alerts are confirmed before offsets are committed, so once everything is
-    committed they are on the topic; the reader only has to catch up.
-    """
-    seen, quiet_since = len(got.alerts), time.monotonic()
-    while time.monotonic() - quiet_since < quiet:
-        time.sleep(0.2)
-        if len(got.alerts) != seen:
-            seen, quiet_since = len(got.alerts), time.monotonic()
-    stop.set()
-    reader.join(timeout=5)
-
-
-def committed_total(s: Settings, partitions: dict[tuple[str, int], int]) -> int:
-    """Events the worker has processed and committed (offsets of its group)."""
-    consumer = clients.consumer(s, group_id=s.app_id, enable_auto_commit=False)
-    try:
-        total = 0
-        for (topic, part), _ in partitions.items():
-            off = consumer.committed(TopicPartition(topic, part))
-            total += off or 0
-        return total
-    finally:
-        consumer.close()
-
-
 def format_alert(a: dict[str, Any]) -> str:
     sev = a["severity"].upper()
     codes = ", ".join(sig["code"] for sig in a["signals"])
@@ -208,8 +61,6 @@ def format_alert(a: dict[str, Any]) -> str:
 def produce(s: Settings, pop: Population, progress: Progress,
             produced: dict[tuple[str, int], int]) -> int:
     producer = clients.producer(s, linger_ms=20, batch_size=256 * 1024, acks=1)
-    topic_name = {"purchases": s.topic_purchases, "contacts": s.topic_contacts,
-                  "complaints": s.topic_complaints}
 
     def record(md: Any) -> None:
         key = (md.topic, md.partition)
@@ -223,9 +74,9 @@ def produce(s: Settings, pop: Population, progress: Progress,
     for i, e in enumerate(pop.events):
         if i in bad_at:
             kind, key, raw = bad_at[i]
-            producer.send(topic_name[kind], key=key, value=raw).add_callback(record)
+            producer.send(s.topic_for(kind), key=key, value=raw).add_callback(record)
             sent += 1
-        producer.send(topic_name[e.topic], key=e.customer_id.encode(),
+        producer.send(s.topic_for(e.topic), key=e.customer_id.encode(),
                       value=orjson.dumps(e.value)).add_callback(record)
         sent += 1
         if sent % 2000 == 0:
@@ -244,10 +95,9 @@ def summarize(pop: Population, got: Collected, processed: int, seconds: float,
     by_customer: dict[str, list[dict[str, Any]]] = {}
     for a in alerts:
         by_customer.setdefault(a["customer_id"], []).append(a)
-    from ..core.decoding import parse_ts
 
     def first_alert_ts(cid: str) -> float:
-        return min(float(parse_ts(a["ts"])) for a in by_customer[cid])
+        return min(parse_event_time(a["ts"]) for a in by_customer[cid])
 
     churners, loyal = pop.churners(), pop.loyal()
     caught = [p for p in churners if p.customer_id in by_customer]
@@ -358,23 +208,12 @@ DEMO_METRICS = (
 )
 
 
-def _get(s: Settings, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://{s.web_host}:{s.web_port}{path}",
-                                    timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError as exc:
-        return 0, str(exc).encode()
-
-
 def show_lookup(s: Settings, got: Collected, out: TextIO) -> None:
     """Ask the running worker about the riskiest customer, as a call centre would."""
     if not got.alerts:
         return
     top = max(got.alerts, key=lambda a: a["risk_score"])["customer_id"]
-    status, body = _get(s, f"/customers/{top}")
+    status, body = http_get(s.web_port, f"/customers/{top}", host=s.web_host)
     out.write(f"\nLook-up  GET /customers/{top}  ->  HTTP {status}\n")
     if status == 200:
         r = orjson.loads(body)
@@ -383,7 +222,7 @@ def show_lookup(s: Settings, got: Collected, out: TextIO) -> None:
                   f"as of {r['at']}\n")
         if r.get("summary"):
             out.write(f"  {r['summary']}\n")
-    status, body = _get(s, "/metrics")
+    status, body = http_get(s.web_port, "/metrics", host=s.web_host)
     text = body.decode("utf-8", "replace")
     missing = [m for m in DEMO_METRICS if m not in text]
     out.write(f"Metrics  GET /metrics  ->  HTTP {status}, "

@@ -30,25 +30,25 @@ from typing import Any, TextIO
 from kafka import TopicPartition
 
 from ..core.alerting import evaluate_signals, iso
-from ..core.decoding import parse_ts
+from ..core.decoding import BadTimestamp, parse_event_time
 from ..core.scoring import risk_probability
-from ..core.settings import Settings
+from ..core.settings import OUTPUT_TOPIC_FIELDS, TOPIC_FIELDS, Settings
 from ..core.state import CustomerState
 from ..engine.processing import MODEL_PREFIX, is_customer_key, read_fit
 from ..kafka import clients
 from ..kafka.admin import create_topics
 from ..kafka.broker import LocalBroker, free_port
-from .demo import (
+from .evaluation import DAY, Split, evaluate_split
+from .harness import (
     Collected,
-    Progress,
     WorkerStopped,
     consume_outputs,
     finish_reading,
     running_worker,
     wait_processed,
 )
-from .evaluation import DAY, Split, evaluate_split
 from .mapping import Loaded, MappedEvent
+from .progress import Progress
 from .replay import send
 
 #: The risk's horizon when the policy names none: "no purchase in the next 90 days".
@@ -162,9 +162,8 @@ def _broker(base: Settings, broker_url: str | None, workdir: Path, run_id: str
     common: dict[str, Any] = {"app_id": run_id, "data_dir": str(workdir / "state"),
                               "web_port": free_port()}
     if broker_url:
-        topics = {f"topic_{k}": f"{run_id}-{getattr(base, 'topic_' + k)}" for k in
-                  ("purchases", "contacts", "complaints", "feedback", "alerts",
-                   "dead_letters")}
+        topics = {name: f"{run_id}-{getattr(base, name)}"
+                  for name in (*TOPIC_FIELDS.values(), *OUTPUT_TOPIC_FIELDS)}
         yield base.with_overrides(broker_url=broker_url, **topics, **common)
         return
     with LocalBroker(log_path=workdir / "broker.log") as broker:
@@ -209,9 +208,11 @@ def run(base: Settings, loaded: Loaded, cutoff: float, horizon_days: float,
     risk = score_at(states, cutoff, s, fits)
     alerts: dict[str, list[tuple[float, int]]] = {}
     for a in got.alerts:
-        t = parse_ts(a["ts"])
-        if isinstance(t, float):
-            alerts.setdefault(a["customer_id"], []).append((t, int(a["episode"])))
+        try:
+            t = parse_event_time(a["ts"])
+        except BadTimestamp:
+            continue
+        alerts.setdefault(a["customer_id"], []).append((t, int(a["episode"])))
     policy = s.policy()
     h = model_horizon_days(policy)
     try:

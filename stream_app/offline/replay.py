@@ -18,17 +18,12 @@ from typing import Any
 
 from ..core.settings import Settings
 from ..kafka import clients
-from .demo import Progress
 from .mapping import MappedEvent
+from .progress import Progress
 
 #: Time-compressed replays sleep at most this long at once, so Ctrl-C and the
 #: progress line stay responsive through quiet stretches of history.
 MAX_SLEEP = 0.5
-
-
-def topic_for(s: Settings, kind: str) -> str:
-    return {"purchases": s.topic_purchases, "contacts": s.topic_contacts,
-            "complaints": s.topic_complaints}[kind]
 
 
 @dataclass
@@ -62,7 +57,7 @@ def send(s: Settings, events: Iterable[MappedEvent], total: int, progress: Progr
                 while (wait := due - time.monotonic()) > 0:
                     time.sleep(min(wait, MAX_SLEEP))
                     _show(progress, sent, total, e.ts, started)
-            future = producer.send(topic_for(s, e.kind), key=e.customer_id.encode(),
+            future = producer.send(s.topic_for(e.kind), key=e.customer_id.encode(),
                                    value=e.value)
             future.add_callback(record).add_errback(failures.append)
             sent += 1

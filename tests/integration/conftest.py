@@ -18,7 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from stream_app.core.settings import Settings, kafka_client_options
 from stream_app.kafka.admin import create_topics
 from stream_app.kafka.broker import LocalBroker, free_port
-from stream_app.offline.demo import running_worker
+from stream_app.offline.harness import running_worker
 from stream_app.offline.synthetic import Population
 
 #: Upper bound on waiting for an expected output; the tests poll, never sleep.

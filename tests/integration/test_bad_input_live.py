@@ -40,7 +40,7 @@ from stream_app.core.decoding import REASON_CODES
 from stream_app.core.settings import Settings
 from stream_app.kafka.admin import create_topics
 from stream_app.kafka.broker import LocalBroker, free_port
-from stream_app.offline.demo import committed_total, running_worker
+from stream_app.offline.harness import committed_total, running_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

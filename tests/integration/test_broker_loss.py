@@ -22,7 +22,7 @@ from stream_app.core.settings import Settings
 from stream_app.engine.logs import REPEAT_SECONDS
 from stream_app.kafka.admin import create_topics
 from stream_app.kafka.broker import LocalBroker, free_port
-from stream_app.offline.demo import committed_total, running_worker
+from stream_app.offline.harness import committed_total, running_worker
 from stream_app.offline.synthetic import generate
 
 from .conftest import produce_population

@@ -39,8 +39,9 @@ from stream_app.interfaces.explain import latest_state
 from stream_app.kafka import clients
 from stream_app.kafka.admin import create_topics
 from stream_app.kafka.broker import LocalBroker, free_port
-from stream_app.offline.demo import Collected, Progress, committed_total, consume_outputs
 from stream_app.offline.evaluate import read_states
+from stream_app.offline.harness import Collected, committed_total, consume_outputs
+from stream_app.offline.progress import Progress
 
 pytestmark = pytest.mark.integration
 

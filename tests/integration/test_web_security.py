@@ -26,7 +26,7 @@ from kafka import KafkaProducer
 from stream_app.core.settings import Settings
 from stream_app.kafka.admin import create_topics
 from stream_app.kafka.broker import LocalBroker, free_port
-from stream_app.offline.demo import running_worker, worker_env
+from stream_app.offline.harness import running_worker, worker_env
 
 from .conftest import WAIT
 

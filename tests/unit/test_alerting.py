@@ -5,8 +5,8 @@ from __future__ import annotations
 from stream_app.core.alerting import alert_id, assess
 from stream_app.core.policy import Policy, policy_from_mapping
 from stream_app.core.records import ChurnAlert
+from stream_app.core.report import report
 from stream_app.core.state import CustomerState, apply_feedback
-from stream_app.interfaces.explain import report
 
 from ..conftest import epoch
 from ..helpers import buyer, complaint, purchase

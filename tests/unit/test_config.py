@@ -15,7 +15,14 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from stream_app.core.policy import Policy, PolicyError, load_policy, policy_toml
-from stream_app.core.settings import ConfigError, from_env, kafka_client_options
+from stream_app.core.settings import (
+    OUTPUT_TOPIC_FIELDS,
+    TOPIC_FIELDS,
+    ConfigError,
+    Settings,
+    from_env,
+    kafka_client_options,
+)
 from stream_app.interfaces.cli import main
 from stream_app.kafka.admin import new_topic, topic_names
 from stream_app.kafka.faust_config import app_options, broker_credentials
@@ -76,6 +83,17 @@ def test_an_unknown_name_like_no_setting_lists_them_all() -> None:
         from_env({**GOOD, "CHURNWATCH_ZZZ": "1"})
     assert "did you mean" not in str(err.value)
     assert "known settings: CHURNWATCH_API_TOKEN, CHURNWATCH_APP_ID" in str(err.value)
+
+
+def test_each_input_kind_has_its_topic_setting_and_back() -> None:
+    s = from_env({**GOOD, "CHURNWATCH_TOPIC_CONTACTS": "crm-contacts"})
+    assert s.topic_for("contacts") == "crm-contacts"
+    assert s.kind_by_topic() == {"purchases": "purchases", "crm-contacts": "contacts",
+                                 "complaints": "complaints", "feedback": "feedback"}
+    assert tuple(s.kind_by_topic()) == s.input_topics
+    # Every topic setting is an input kind's or an output's: none is left out.
+    topic_settings = {f for f in Settings.__dataclass_fields__ if f.startswith("topic_")}
+    assert topic_settings == {*TOPIC_FIELDS.values(), *OUTPUT_TOPIC_FIELDS}
 
 
 def test_several_brokers() -> None:

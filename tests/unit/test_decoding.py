@@ -19,10 +19,12 @@ from stream_app.core.decoding import (
     MAX_EVENT_BYTES,
     REASON_CODES,
     TS_PATTERN,
+    BadTimestamp,
     Check,
     Decoded,
     Rejected,
     decode,
+    parse_event_time,
     parse_ts,
 )
 
@@ -242,6 +244,22 @@ def test_epoch_seconds_are_exactly_datetimes(text: str) -> None:
 ])
 def test_iso_8601_forms_outside_rfc_3339_are_refused(text: str) -> None:
     assert isinstance(parse_ts(text), str), text
+
+
+@pytest.mark.parametrize("text", ["2025-03-01T10:00:00", "yesterday", "2100-01-01T00:30:00Z",
+                                  "2025-02-30T10:00:00Z"])
+def test_parse_event_time_raises_the_reason_the_decoder_gives(text: str) -> None:
+    with pytest.raises(BadTimestamp) as caught:
+        parse_event_time(text)
+    assert isinstance(caught.value, ValueError)
+    raw = orjson.dumps({**GOOD, "ts": text})
+    assert rejected(b"c1", raw) == Rejected(str(caught.value), "bad_ts")
+
+
+def test_parse_event_time_of_a_good_time_is_parse_ts() -> None:
+    for text in ("2025-03-01T10:00:00Z", "2025-03-01t10:00:00.5z", "2025-03-01T10:00:00+02:00"):
+        assert parse_event_time(text) == parse_ts(text) == datetime.fromisoformat(
+            text.upper()).timestamp()
 
 
 def test_the_common_forms_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:

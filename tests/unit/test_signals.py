@@ -260,15 +260,15 @@ def test_complaints_age_out_of_the_window() -> None:
 def test_histories_stay_in_time_order_whatever_order_events_come_in() -> None:
     import random
 
-    from stream_app.core.state import _insert
+    from stream_app.core.state import KeptComplaint, _insert
 
     rng = random.Random(5)
     for _ in range(200):
-        items: list[list[object]] = []
-        expected: list[list[object]] = []
+        items: list[KeptComplaint] = []
+        expected: list[KeptComplaint] = []
         for n in range(rng.randrange(1, 12)):
-            item: list[object] = [rng.choice([1.0, 2.0, 3.0, 3.0, 4.0]), n]
+            item = KeptComplaint(rng.choice([1.0, 2.0, 3.0, 3.0, 4.0]), f"k{n}", "billing", 3)
             _insert(items, item)
             expected.append(item)
-            expected.sort(key=lambda x: x[0])  # type: ignore[arg-type,return-value]
+            expected.sort(key=lambda x: x.ts)
         assert items == expected  # same order, equal times in arrival order

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from stream_app.core.policy import Policy
+from stream_app.core.records import Complaint, Contact, Purchase
 from stream_app.core.signals import overdue, unresponsive
 from stream_app.core.state import (
     DAY,
@@ -17,10 +18,13 @@ from stream_app.core.state import (
     RECENT_PURCHASES_KEPT,
     STATE_VERSION,
     CustomerState,
+    KeptComplaint,
+    Note,
+    apply_event,
     new_state,
 )
 
-from ..conftest import epoch
+from ..conftest import at, epoch
 from ..helpers import contact, purchase
 
 POLICY = Policy()
@@ -143,3 +147,63 @@ def test_explain_names_a_state_it_cannot_read(monkeypatch: pytest.MonkeyPatch,
     assert main(["explain", "c9"]) == 1
     err = capsys.readouterr().err
     assert "written by a newer release" in err and "run the newer release" in err
+
+
+#: A state with complaints and concerns, as the release that kept them as
+#: plain lists wrote it (the bytes are the changelog's, so they must not move).
+LIST_ROWS = (
+    b'{"customer_id":"c-rows","partition":0,"offsets":{"purchases":4,"complaints":3,'
+    b'"contacts":2},"event_ids":["pp0","kk1","cc2","kk3","pp4"],"first_ts":1736553600.0,'
+    b'"last_ts":1736899200.0,"purchases":2,"spend":100.5,"first_purchase_ts":1736553600.0,'
+    b'"last_purchase_ts":1736899200.0,"repeat_days":1,"bucket_idx":[669,670],'
+    b'"bucket_count":[1,1],"bucket_spend":[80.0,20.5],"gaps":[4.0],'
+    b'"recent_purchase_ts":[1736553600.0,1736899200.0],"recent_purchase_ids":["p0","p4"],'
+    b'"complaints":[[1736640000.0,"k3","technical_fault",2],[1736726400.0,"k1","delivery",4]],'
+    b'"channels":{"chat":[0,0,1]},"last_outbound_ts":null,"last_inbound_ts":1736812800.0,'
+    b'"outreach_day":[],"outreach_responded":[],"outreach_channel":[],"outreach_event":[],'
+    b'"unsubscribed_ts":null,"notes":[[1736640000.0,"k3","fault","technical fault complaint",'
+    b'null],[1736726400.0,"k1","compensation","asked for 120; refund",120.0],'
+    b'[1736812800.0,"c2","competitor","#price-match; competitor; better deal",null]],'
+    b'"risk":0.0,"active":[],"due_ts":null,"alerting":[0,false,[],0.0,"",null,0,0,{},null,'
+    b'false,false,{},[]],"v":3}'
+)
+
+
+def _rows_state() -> CustomerState:
+    """The history LIST_ROWS was written from, a complaint late as events may come."""
+    s = new_state("c-rows")
+    events = [
+        (Purchase(event_id="p0", customer_id="c-rows", ts=at(10), amount=80.0), 10),
+        (Complaint(event_id="k1", customer_id="c-rows", ts=at(12), category="delivery",
+                   severity=4, compensation_requested=120.0,
+                   text="I want a refund, the parcel never came"), 12),
+        (Contact(event_id="c2", customer_id="c-rows", ts=at(13), direction="inbound",
+                 channel="chat", text="Your competitor offered me a better deal",
+                 tags=["price-match"]), 13),
+        (Complaint(event_id="k3", customer_id="c-rows", ts=at(11),
+                   category="technical_fault", severity=2), 11),
+        (Purchase(event_id="p4", customer_id="c-rows", ts=at(14), amount=20.5), 14),
+    ]
+    for offset, (rec, day) in enumerate(events):
+        topic = {Purchase: "purchases", Complaint: "complaints", Contact: "contacts"}[type(rec)]
+        apply_event(s, rec, epoch(day), topic=topic, partition=0, offset=offset, policy=POLICY)
+    return s
+
+
+def test_complaints_and_notes_are_rows_written_as_the_lists_were() -> None:
+    s = _rows_state()
+    assert s.complaints == [KeptComplaint(epoch(11), "k3", "technical_fault", 2),
+                            KeptComplaint(epoch(12), "k1", "delivery", 4)]
+    assert [(n.kind, n.event_id, n.amount) for n in s.notes] == [
+        ("fault", "k3", None), ("compensation", "k1", 120.0), ("competitor", "c2", None)]
+    assert s.to_bytes() == LIST_ROWS
+
+
+def test_a_state_with_list_rows_reads_into_named_rows() -> None:
+    s = CustomerState.from_bytes(LIST_ROWS)
+    assert all(type(x) is KeptComplaint for x in s.complaints)
+    assert all(type(n) is Note for n in s.notes)
+    assert s.complaints[1].category == "delivery" and s.complaints[1].severity == 4
+    assert s.notes[1].words == "asked for 120; refund"
+    assert s == _rows_state()
+    assert s.to_bytes() == LIST_ROWS

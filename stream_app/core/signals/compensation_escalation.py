@@ -20,8 +20,8 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     notes = recent(state, "compensation", now, p.window_days)
     if not notes:  # policy values are positive: no demand, no signal
         return None
-    events = list(dict.fromkeys(str(n[1]) for n in notes))
-    amounts = [float(n[4]) for n in notes if n[4]]
+    events = list(dict.fromkeys(str(n.event_id) for n in notes))
+    amounts = [float(n.amount) for n in notes if n.amount]
     largest = max(amounts, default=0.0)
     if len(events) < p.min_count and largest < p.large_amount:
         return None
