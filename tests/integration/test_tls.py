@@ -144,6 +144,15 @@ def read_all(s: Settings, topic: str) -> list[Any]:
         consumer.close()
 
 
+def tls_env(monkeypatch: pytest.MonkeyPatch, s: Settings, **changes: str) -> None:
+    """The CHURNWATCH_* variables of ``s`` (and ``changes``), as a deployment sets them."""
+    for name in ("broker_url", "broker_profile", "store", "app_id", "partitions",
+                 "security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        monkeypatch.setenv(env_name(name), str(getattr(s, name)))
+    for name, value in changes.items():
+        monkeypatch.setenv(env_name(name), value)
+
+
 def test_a_client_without_tls_cannot_reach_it(tls_broker: tuple[Settings, TlsProxy]) -> None:
     """What replay did before it used the factory: bootstrap servers alone."""
     s, _ = tls_broker
@@ -158,9 +167,7 @@ def test_replay_over_tls(tls_broker: tuple[Settings, TlsProxy], tmp_path: Path,
     rows = [f"T{i % 7:03d},2024-01-{1 + i % 28:02d}T10:00:00Z,{10 + i}" for i in range(40)]
     sales = tmp_path / "sales.csv"
     sales.write_text("customer_id,ts,amount\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    for name in ("broker_url", "broker_profile", "store", "app_id", "partitions",
-                 "security_protocol", "ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-        monkeypatch.setenv(env_name(name), str(getattr(s, name)))
+    tls_env(monkeypatch, s)
     seen_before = len(proxy.clients)
 
     assert main(["replay", "--purchases", str(sales)]) == 0
@@ -170,6 +177,53 @@ def test_replay_over_tls(tls_broker: tuple[Settings, TlsProxy], tmp_path: Path,
     assert sorted(m.key for m in got) == sorted(r.split(",")[0].encode() for r in rows)
     assert sorted(orjson.loads(m.value)["amount"] for m in got) == [10 + i for i in range(40)]
     # Every connection of the replay presented the client certificate.
+    assert len(proxy.clients) > seen_before
+    assert set(proxy.clients[seen_before:]) == {CLIENT_NAME}
+
+
+def test_replay_to_a_broker_url_over_tls(tls_broker: tuple[Settings, TlsProxy], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--broker-url`` replaces the address only: the TLS settings still apply."""
+    s, proxy = tls_broker
+    nowhere = f"kafka://127.0.0.1:{free_port()}"
+    tls_env(monkeypatch, s, broker_url=nowhere, topic_purchases="purchases-by-url")
+    sales = tmp_path / "sales.jsonl"
+    sales.write_text("".join(
+        orjson.dumps({"customer_id": f"U{i % 3}", "ts": f"2024-02-{1 + i:02d}T09:00:00Z",
+                      "amount": 5 + i}).decode() + "\n" for i in range(12)), encoding="utf-8")
+    seen_before = len(proxy.clients)
+
+    assert main(["replay", "--purchases", str(sales), "--broker-url", s.broker_url]) == 0
+    assert f"sent 12 events (2024-02-01 to 2024-02-12) to {s.broker_url}" in (
+        capsys.readouterr().out)
+
+    got = read_all(s.with_overrides(topic_purchases="purchases-by-url"), "purchases-by-url")
+    assert sorted(orjson.loads(m.value)["amount"] for m in got) == [5 + i for i in range(12)]
+    assert sorted(m.key for m in got) == sorted(f"U{i % 3}".encode() for i in range(12))
+    assert len(proxy.clients) > seen_before
+    assert set(proxy.clients[seen_before:]) == {CLIENT_NAME}
+
+
+def test_evaluate_on_a_broker_url_over_tls(tls_broker: tuple[Settings, TlsProxy],
+                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The tools' clients and the worker evaluate starts all reach the broker over TLS."""
+    s, proxy = tls_broker
+    tls_env(monkeypatch, s, broker_url=f"kafka://127.0.0.1:{free_port()}")
+    out = tmp_path / "report.json"
+    seen_before = len(proxy.clients)
+
+    assert main(["evaluate", "--dataset", "synthetic", "--customers", "40",
+                 "--broker-url", s.broker_url, "--format", "json", "--json", str(out)]) == 0
+
+    report = orjson.loads(out.read_bytes())
+    assert report["run"]["broker"] == s.broker_url
+    assert report["run"]["events_replayed"] > 0 and report["run"]["dead_letters"] == 0
+    assert report["customers"]["evaluated"] > 0
+    assert report["customers"]["without_state"] == 0  # the changelog was read back
+    assert orjson.loads(capsys.readouterr().out) == report
+    # The worker's connections went through the proxy too, with the certificate.
     assert len(proxy.clients) > seen_before
     assert set(proxy.clients[seen_before:]) == {CLIENT_NAME}
 
