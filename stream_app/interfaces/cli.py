@@ -39,6 +39,7 @@ examples:
   churnwatch policy check policy.toml
   churnwatch config                      the settings in effect, and where each comes from
   churnwatch dead-letters list           what the worker refused, and why
+  churnwatch sink webhook https://crm.example.com/hooks/churn   alerts to an HTTP endpoint
   churnwatch replay --purchases sales.csv --map customer_id=cust,ts=date,amount=spend
   churnwatch evaluate --dataset cdnow    would it have caught the customers we lost?
 """
@@ -129,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     from .deadletters import add_parser as add_dead_letters
 
     add_dead_letters(sub)
+    from .sink.command import add_parser as add_sink
+
+    add_sink(sub)
     comp = sub.add_parser("completion", help="print a bash completion script",
                           description="Print tab completion for bash (and zsh after "
                           "'autoload -U bashcompinit && bashcompinit') of every command, "
@@ -176,6 +180,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "completion":
         print(completion_script(_parser()), end="")
         return 0
+    if args.command == "sink":  # its CHURNWATCH_SINK_* variables are its own
+        from .sink.command import core_environ
+        from .sink.command import run as run_sink
+
+        return run_sink(args, from_env(core_environ(os.environ)))
     settings = from_env()
     if args.command == "config":
         return _show_config(settings, args.json)
