@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -253,3 +254,17 @@ def test_the_back_off_doubles_with_jitter_up_to_the_longest_delay() -> None:
         waits = [delay(attempt, s, rng) for _ in range(200)]
         assert all(ceiling / 2 <= w <= ceiling for w in waits)
         assert max(waits) - min(waits) > ceiling / 4, "jittered, not in step"
+
+
+def test_the_readmes_verification_code_accepts_our_signature() -> None:
+    """Receivers copy the README's function; it must agree with what we send."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Verifying the signature", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, Any] = {}
+    exec(code, scope)
+    body = b'{"alert_id": "a1"}'
+    header = signing.signature("s3cret", body)
+    assert scope["verify"]("s3cret", body, header)
+    assert not scope["verify"]("s3cret", body + b"\n", header)
+    assert not scope["verify"]("s3cret", body, signing.signature("s3cret", body, at=0))

@@ -146,7 +146,7 @@ def test_slack_message_for_a_team_channel(checking: Endpoint) -> None:
     r = post(checking, "slack", alert())
     body = r.json
     assert "C000123" in body["text"] and "high" in body["text"]
-    text = orjson.dumps(body["blocks"]).decode()
+    text = orjson.dumps(body).decode()
     assert "71.5%" in text and "FREQUENCY_DROP, COMPLAINTS" in text
     assert alert().alert_id in text, "the idempotency key is in the payload too"
     # Slack's markup characters are escaped, so a summary cannot make a link.

@@ -106,8 +106,8 @@ def slack(alert: Alert, s: SinkSettings) -> dict[str, Any]:
                                    for a in actions)}})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
                    f"alert {_escape(alert['alert_id'])} · tripped {_escape(alert.get('ts'))}"}]})
-    return {"text": f"{severity} churn risk for customer {alert['customer_id']}: "
-                    f"{alert.get('summary', '')}",
+    return {"text": f"{_escape(severity)} churn risk for customer {customer}: "
+                    f"{_escape(alert.get('summary', ''))}",
             "blocks": blocks}
 
 
