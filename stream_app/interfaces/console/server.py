@@ -123,6 +123,9 @@ class Console:
             self.changed()
 
 
+CONSOLE: web.AppKey[Console] = web.AppKey("console", Console)
+
+
 def _json(data: Any, status: int = 200, **headers: str) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status,
                         content_type="application/json", headers=headers)
@@ -143,7 +146,7 @@ def _fail(request: web.Request, status: int, message: str, signed_in: bool = Tru
 
 @web.middleware
 async def _gate(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    console: Console = request.app["console"]
+    console: Console = request.app[CONSOLE]
     resource = request.match_info.route.resource
     canonical = resource.canonical if resource is not None else ""
     if canonical not in OPEN and not console.authorized(request):
@@ -173,7 +176,7 @@ async def _gate(request: web.Request, handler: _Handler) -> web.StreamResponse:
 # -- sign-in ---------------------------------------------------------------
 
 async def login_form(request: web.Request) -> web.StreamResponse:
-    console: Console = request.app["console"]
+    console: Console = request.app[CONSOLE]
     token = request.query.get("token")
     if token is not None:  # a link with the token (the demo prints one)
         return _signed_in(console, token, request)
@@ -183,7 +186,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    console: Console = request.app["console"]
+    console: Console = request.app[CONSOLE]
     form = await request.post()
     return _signed_in(console, str(form.get("token", "")), request)
 
@@ -195,17 +198,17 @@ def _signed_in(console: Console, token: str, request: web.Request) -> web.Stream
     response = web.HTTPSeeOther("/")
     response.set_cookie(COOKIE, console.session_value(), httponly=True, samesite="Strict",
                         path="/", secure=request.secure)
-    return response
+    raise response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
     response = web.HTTPSeeOther("/login")
     response.del_cookie(COOKIE, path="/")
-    return response
+    raise response
 
 
 async def health(request: web.Request) -> web.StreamResponse:
-    console: Console = request.app["console"]
+    console: Console = request.app[CONSOLE]
     f = console.follower
     return _json({"status": "ok", "caught_up": bool(f and f.caught_up),
                   "problem": f.problem if f else None})
@@ -232,7 +235,7 @@ def _page_args(request: web.Request) -> tuple[int, int]:
 
 
 async def queue(request: web.Request) -> web.StreamResponse:
-    console: Console = request.app["console"]
+    console: Console = request.app[CONSOLE]
     try:
         f = parse_filter(request.query)
         page_no, per_page = _page_args(request)
@@ -257,7 +260,7 @@ def _customer_id(request: web.Request) -> str:
 
 
 async def card(request: web.Request, error: str = "", status: int = 200) -> web.StreamResponse:
-    console: Console = request.app["console"]
+    console: Console = request.app[CONSOLE]
     try:
         cid = _customer_id(request)
     except FilterError as exc:
@@ -283,7 +286,7 @@ async def card(request: web.Request, error: str = "", status: int = 200) -> web.
 
 async def record_outcome(request: web.Request) -> web.StreamResponse:
     """An outcome button: validated as any feedback event, written, then the card again."""
-    console: Console = request.app["console"]
+    console: Console = request.app[CONSOLE]
     try:
         cid = _customer_id(request)
     except FilterError as exc:
@@ -311,7 +314,7 @@ async def record_outcome(request: web.Request) -> web.StreamResponse:
 
 
 async def search(request: web.Request) -> web.StreamResponse:
-    console: Console = request.app["console"]
+    console: Console = request.app[CONSOLE]
     text = request.query.get("q", "").strip()
     hits = console.index.customers(text)
     if text and _CUSTOMER_ID.match(text) and (not hits or hits[0] == text):
@@ -322,7 +325,7 @@ async def search(request: web.Request) -> web.StreamResponse:
 
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the index's version, each time it changes (at most once a second)."""
-    console: Console = request.app["console"]
+    console: Console = request.app[CONSOLE]
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
     await response.prepare(request)
@@ -378,7 +381,7 @@ def _csv(rows: list[Row]) -> str:
 
 async def list_alerts(request: web.Request) -> web.StreamResponse:
     """``GET /alerts``: every episode's latest alert, cluster-wide, filtered and paged."""
-    console: Console = request.app["console"]
+    console: Console = request.app[CONSOLE]
     try:
         f = parse_filter(request.query, default_status="all")
         page_no, per_page = _page_args(request)
@@ -404,7 +407,7 @@ async def list_alerts(request: web.Request) -> web.StreamResponse:
 
 async def post_feedback(request: web.Request) -> web.StreamResponse:
     """``POST /feedback``: a CRM's outcome, validated as the worker validates it."""
-    console: Console = request.app["console"]
+    console: Console = request.app[CONSOLE]
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
@@ -426,7 +429,7 @@ async def post_feedback(request: web.Request) -> web.StreamResponse:
 
 def make_app(console: Console) -> web.Application:
     app = web.Application(middlewares=[_gate], client_max_size=256 * 1024)
-    app["console"] = console
+    app[CONSOLE] = console
     app.router.add_get("/", queue)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
