@@ -421,7 +421,7 @@ def card_page(customer_id: str, alerts: list[dict[str, Any]], feedback: list[dic
   {outcome_form}
 </section>
 {summaries}
-<section class="panel">
+<section class="panel signals-panel">
   <h2>Signals and evidence</h2>
   {signals_html}
 </section>
