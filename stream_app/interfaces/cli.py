@@ -77,8 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7, help="random seed (7)")
     d.add_argument("--quiet", action="store_true", help="show progress and summary only")
     d.add_argument("--serve", action="store_true",
-                   help="keep the broker and worker running after the summary, to try the "
-                        "look-up API and /metrics (Ctrl-C stops them)")
+                   help="keep the broker and worker running after the summary, start the "
+                        "console and print its address (Ctrl-C stops them all)")
 
     w = sub.add_parser("worker", help="run one stream-processing worker (production)",
                        description="Run one Faust worker against CHURNWATCH_BROKER_URL. "

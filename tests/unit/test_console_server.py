@@ -98,7 +98,7 @@ async def test_without_the_token_nothing_about_customers_is_shown(
 
 
 async def test_the_sign_in_form_sets_a_cookie_that_opens_the_pages(console: Any) -> None:
-    client, c, _ = console
+    client, _, _ = console
     r = await client.get("/")
     assert r.status == 401 and 'name="token"' in await r.text()
     r = await client.post("/login", data={"token": "guess"}, allow_redirects=False)
@@ -132,7 +132,7 @@ async def test_customer_text_is_shown_as_text_never_as_markup(console: Any) -> N
 
 async def test_an_outcome_button_writes_valid_feedback_and_the_card_shows_it(
         console: Any) -> None:
-    client, c, producer = console
+    client, _, producer = console
     r = await client.post("/customers/C1/outcome", headers=AUTH,
                           data={"outcome": "retained", "alert_id": "C1-1-0", "note": "kept"},
                           allow_redirects=False)
