@@ -18,7 +18,7 @@ from ..core.playbook import recommend, summary, summary_he
 from ..core.policy import Policy
 from ..core.scoring import purchase_risk, risk_score, route, severity, value_at_risk
 from ..core.settings import Settings
-from ..core.state import CustomerState
+from ..core.state import DAY, CustomerState
 from ..kafka import clients
 
 
@@ -95,6 +95,30 @@ def report(state: CustomerState, policy: Policy, at: float | None = None) -> dic
                      "complaints": len(state.complaints), "concerns": len(state.notes),
                      "outreach_days": len(state.outreach_day)},
         "next_check": iso(state.due_ts) if state.due_ts else None,
+        "history": history(state),
+    }
+
+
+def history(state: CustomerState) -> dict[str, list[dict[str, Any]]]:
+    """The events the state still holds, for a timeline (the console's card).
+
+    What the signals look at: the latest purchases, the complaints and
+    concerns in their windows, the days we reached out.  Texts are not kept
+    in the state, only the concerns found in them.
+    """
+    return {
+        "purchases": [{"ts": iso(t), "event_id": i}
+                      for t, i in zip(state.recent_purchase_ts, state.recent_purchase_ids,
+                                      strict=False)],
+        "complaints": [{"ts": iso(c[0]), "event_id": c[1], "category": c[2],
+                        "severity": c[3]} for c in state.complaints],
+        "outreach": [{"ts": iso(day * DAY), "channel": channel, "responded": bool(answered),
+                      "event_id": event}
+                     for day, answered, channel, event in zip(
+                         state.outreach_day, state.outreach_responded,
+                         state.outreach_channel, state.outreach_event, strict=False)],
+        "concerns": [{"ts": iso(n[0]), "event_id": n[1], "kind": n[2], "words": n[3]}
+                     for n in state.notes],
     }
 
 
