@@ -1,5 +1,6 @@
 # The two commands of the README.  Each sets itself up on a fresh machine:
-# a virtual environment in .venv with the project and its test tools.
+# a virtual environment in .venv with the project and its test tools, and
+# Chromium for the console's browser test.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
@@ -17,6 +18,11 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
 
 $(STAMP): pyproject.toml
+	@# The console's browser test drives Debian's headless Chromium (CI runs as root).
+	if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+			--no-install-recommends chromium chromium-driver; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'

@@ -3,8 +3,8 @@
 Pure: the state, the policy and a time in, the signals, score, route and
 actions out.  ``churnwatch explain`` prints it (:func:`describe`) for a
 state read from the changelog; the worker's ``GET /customers/{id}`` serves
-:func:`report` for a state in its table.  One function for both, so the
-command line and the API never disagree about a customer.
+:func:`report` for a state in its table, and the console draws its card
+from that.  One function for all, so they never disagree about a customer.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .alerting import evaluate_signals, iso
 from .playbook import recommend, summary, summary_he
 from .policy import Policy
 from .scoring import purchase_risk, risk_score, route, severity, value_at_risk
-from .state import CustomerState
+from .state import DAY, CustomerState
 
 
 def report(state: CustomerState, policy: Policy, at: float | None = None) -> dict[str, Any]:
@@ -62,6 +62,30 @@ def report(state: CustomerState, policy: Policy, at: float | None = None) -> dic
                      "complaints": len(state.complaints), "concerns": len(state.notes),
                      "outreach_days": len(state.outreach_day)},
         "next_check": iso(state.due_ts) if state.due_ts else None,
+        "history": history(state),
+    }
+
+
+def history(state: CustomerState) -> dict[str, list[dict[str, Any]]]:
+    """The events the state still holds, for a timeline (the console's card).
+
+    What the signals look at: the latest purchases, the complaints and
+    concerns in their windows, the days we reached out.  Texts are not kept
+    in the state, only the concerns found in them.
+    """
+    return {
+        "purchases": [{"ts": iso(t), "event_id": i}
+                      for t, i in zip(state.recent_purchase_ts, state.recent_purchase_ids,
+                                      strict=False)],
+        "complaints": [{"ts": iso(c.ts), "event_id": c.event_id, "category": c.category,
+                        "severity": c.severity} for c in state.complaints],
+        "outreach": [{"ts": iso(day * DAY), "channel": channel, "responded": bool(answered),
+                      "event_id": event}
+                     for day, answered, channel, event in zip(
+                         state.outreach_day, state.outreach_responded,
+                         state.outreach_channel, state.outreach_event, strict=False)],
+        "concerns": [{"ts": iso(n.ts), "event_id": n.event_id, "kind": n.kind,
+                      "words": n.words} for n in state.notes],
     }
 
 

@@ -204,16 +204,22 @@ def _convert(name: str, raw: str, default: Any) -> Any:
     return raw
 
 
+#: Variables of the tools that read their own settings (checked by each tool).
+TOOL_PREFIXES = (PREFIX + "SINK_",)
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the environment, rejecting unknown ``CHURNWATCH_`` names.
 
     Unknown names are rejected because a typo (``CHURNWATCH_BROKER_ULR``)
     otherwise silently falls back to a default and points at the wrong cluster.
+    Names under a tool's own prefix (``CHURNWATCH_SINK_``) are that tool's to
+    check, so one environment file can serve the worker and the tools.
     """
     env = os.environ if environ is None else environ
     known = {env_name(f.name): f for f in fields(Settings)}
     for key in env:
-        if key.startswith(PREFIX) and key not in known:
+        if key.startswith(PREFIX) and key not in known and not key.startswith(TOOL_PREFIXES):
             # Compared without the prefix, which every name shares.
             near = difflib.get_close_matches(key.removeprefix(PREFIX).upper(),
                                              [f.name.upper() for f in fields(Settings)],

@@ -34,11 +34,14 @@ EPILOG = """\
 examples:
   churnwatch demo                      the whole system on this machine, no setup
   churnwatch demo --customers 500      a smaller, quicker demo
+  churnwatch demo --serve              then keep it running and open the console
   CHURNWATCH_BROKER_URL=kafka://k1:9092 churnwatch worker
   churnwatch explain C000123             why is this customer at risk?
+  churnwatch console                     the call centre's queue, on http://127.0.0.1:8066/
   churnwatch policy check policy.toml
   churnwatch config                      the settings in effect, and where each comes from
   churnwatch dead-letters list           what the worker refused, and why
+  churnwatch sink webhook https://crm.example.com/hooks/churn   alerts to an HTTP endpoint
   churnwatch replay --purchases sales.csv --map customer_id=cust,ts=date,amount=spend
   churnwatch evaluate --dataset cdnow    would it have caught the customers we lost?
 """
@@ -75,8 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7, help="random seed (7)")
     d.add_argument("--quiet", action="store_true", help="show progress and summary only")
     d.add_argument("--serve", action="store_true",
-                   help="keep the broker and worker running after the summary, to try the "
-                        "look-up API and /metrics (Ctrl-C stops them)")
+                   help="keep the broker and worker running after the summary, start the "
+                        "console and print its address (Ctrl-C stops them all)")
 
     w = sub.add_parser("worker", help="run one stream-processing worker (production)",
                        description="Run one Faust worker against CHURNWATCH_BROKER_URL. "
@@ -126,9 +129,22 @@ def _parser() -> argparse.ArgumentParser:
                      help="the policy file (default: $CHURNWATCH_POLICY_FILE)")
     polsub.add_parser("defaults", help="print the default policy as a TOML file to start "
                       "from, each key with its documentation")
+    con = sub.add_parser("console", help="the call centre's queue and customer cards (web)",
+                         description="Serve the alert queue, customer cards and outcome "
+                         "buttons, and the cluster-wide GET /alerts and POST /feedback API, "
+                         "from the churn-alerts and feedback topics on CHURNWATCH_BROKER_URL. "
+                         "Needs CHURNWATCH_API_TOKEN (a token is made up for the run if unset).")
+    con.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    con.add_argument("--port", type=int, default=8066, help="port (8066)")
+    con.add_argument("--worker-url", metavar="URL",
+                     help="a worker's web server, for customer look-ups (default: "
+                     "CHURNWATCH_WEB_CANONICAL_URL, else http://WEB_HOST:WEB_PORT)")
     from .deadletters import add_parser as add_dead_letters
 
     add_dead_letters(sub)
+    from .sink.command import add_parser as add_sink
+
+    add_sink(sub)
     comp = sub.add_parser("completion", help="print a bash completion script",
                           description="Print tab completion for bash (and zsh after "
                           "'autoload -U bashcompinit && bashcompinit') of every command, "
@@ -176,6 +192,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "completion":
         print(completion_script(_parser()), end="")
         return 0
+    if args.command == "sink":  # its CHURNWATCH_SINK_* variables are its own
+        from .sink.command import core_environ
+        from .sink.command import run as run_sink
+
+        return run_sink(args, from_env(core_environ(os.environ)))
     settings = from_env()
     if args.command == "config":
         return _show_config(settings, args.json)
@@ -189,6 +210,11 @@ def _run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         return run_demo(settings, args.customers, args.days, args.seed, args.quiet,
                         serve=args.serve)
+    if args.command == "console":
+        from .console.server import run_console
+
+        return run_console(settings, args.host, args.port,
+                           args.worker_url or settings.canonical_url)
     if args.command == "worker":
         from .worker import run_worker
 

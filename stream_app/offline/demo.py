@@ -10,7 +10,9 @@ process behind.
 
 from __future__ import annotations
 
+import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -22,7 +24,7 @@ from typing import Any, TextIO
 import orjson
 
 from ..core.decoding import parse_event_time
-from ..core.settings import Settings
+from ..core.settings import Settings, env_name
 from ..kafka import clients
 from ..kafka.admin import create_topics
 from ..kafka.broker import LocalBroker, free_port
@@ -33,7 +35,9 @@ from .harness import (
     finish_reading,
     http_get,
     running_worker,
+    stop_process,
     wait_processed,
+    worker_env,
 )
 from .progress import Progress
 from .synthetic import DAY, Population, generate
@@ -191,12 +195,42 @@ def run_demo(base: Settings, customers: int, days: int, seed: int, quiet: bool,
             summarize(pop, got, total, seconds, out)
             show_lookup(s, got, out)
             if serve:
-                out.write(f"\nThe worker keeps running: http://{s.web_host}:{s.web_port}/ "
-                          "(/customers/{id}, /alerts, /metrics). Ctrl-C to stop.\n")
-                out.flush()
-                while worker.poll() is None:
-                    time.sleep(1.0)
+                serve_console(s, worker, workdir, out)
     return 0
+
+
+def serve_console(s: Settings, worker: subprocess.Popen[bytes], workdir: Path,
+                  out: TextIO) -> None:
+    """``demo --serve``: the console beside the worker, until Ctrl-C (or the worker stops).
+
+    A child process (``churnwatch console``) like the worker; the token is the
+    settings' or one made up for this run, and the printed link signs in with it.
+    """
+    token = s.api_token or secrets.token_urlsafe(12)
+    port = free_port()
+    env = {**worker_env(s), env_name("api_token"): token}
+    with open(workdir / "console.log", "ab") as log:
+        console = subprocess.Popen(
+            [sys.executable, "-m", "stream_app", "console", "--port", str(port),
+             "--worker-url", f"http://{s.web_host}:{s.web_port}"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while http_get(port, "/health", timeout=5)[0] != 200 and console.poll() is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        out.write(f"\nThe console: {url}login?token={token}\n"
+                  f"  (or open {url} and sign in with the token {token}; "
+                  f"log: {workdir / 'console.log'})\n"
+                  f"The worker keeps running: http://{s.web_host}:{s.web_port}/ "
+                  "(/customers/{id}, /alerts, /metrics). Ctrl-C stops everything.\n")
+        out.flush()
+        while worker.poll() is None and console.poll() is None:
+            time.sleep(1.0)
+    finally:
+        stop_process(console)
 
 
 #: The worker's own metrics the demo checks for on /metrics.

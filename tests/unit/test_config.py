@@ -289,3 +289,11 @@ def test_topics_are_created_co_partitioned_and_the_changelog_compacted() -> None
     # Under the default delete policy a quiet customer's state would expire.
     assert specs[s.state_changelog_topic].topic_configs == {"cleanup.policy": "compact"}
     assert all(t.topic_configs == {} for n, t in specs.items() if n != s.state_changelog_topic)
+
+
+def test_a_tools_own_variables_pass_the_workers_check_and_typos_still_fail() -> None:
+    """One environment file serves the worker and the webhook sink."""
+    s = from_env({"CHURNWATCH_SINK_SECRET": "x", "CHURNWATCH_PARTITIONS": "6"})
+    assert s.partitions == 6
+    with pytest.raises(ConfigError, match="did you mean CHURNWATCH_PARTITIONS"):
+        from_env({"CHURNWATCH_SINK_SECRET": "x", "CHURNWATCH_PARTITONS": "6"})
