@@ -5,7 +5,8 @@ shows them in the queue, the card shows the evidence with the customer's own
 words (a ``<script>`` among them, shown as text) and the Hebrew summary, and a
 click on "Retained" writes a feedback event that the worker applies: the
 customer's episode closes, as the worker's look-up API says.  The queue and
-the card are saved as the README's screenshots.
+the card are saved as screenshots (the README's, with
+``CONSOLE_SCREENSHOTS=benchmarks/figures``).
 
 Headless Chromium from Debian (``chromium`` and ``chromium-driver``, which
 ``make test`` installs): without them this test fails, it is never skipped.
@@ -35,7 +36,9 @@ from .conftest import WAIT, Cluster
 pytestmark = pytest.mark.integration
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-FIGURES = Path(__file__).resolve().parents[2] / "benchmarks" / "figures"
+#: Where the screenshots go: the test's own directory, or with
+#: CONSOLE_SCREENSHOTS=benchmarks/figures, the README's pictures.
+SCREENSHOTS_ENV = "CONSOLE_SCREENSHOTS"
 TOKEN = "console-test-token"
 #: Later than every other integration story's events (they share the worker's clocks).
 BASE = datetime(2034, 1, 1, tzinfo=UTC)
@@ -151,7 +154,7 @@ def browser() -> Iterator[Any]:
 
 
 def test_an_agent_works_an_alert_from_queue_to_outcome(
-        cluster: Cluster, console: str, browser: Any) -> None:
+        cluster: Cluster, console: str, browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
@@ -181,8 +184,9 @@ def test_an_agent_works_an_alert_from_queue_to_outcome(
     browser.find_element(By.TAG_NAME, "body").send_keys("j")
     assert browser.switch_to.active_element.get_attribute("data-href") == rows[0] \
         .get_attribute("data-href")
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(FIGURES / "console-queue.png"))
+    shots = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(shots / "console-queue.png"))
     browser.switch_to.active_element.send_keys("/")
     assert browser.switch_to.active_element.get_attribute("id") == "search"
 
@@ -203,7 +207,7 @@ def test_an_agent_works_an_alert_from_queue_to_outcome(
         "innerHTML")
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1366, min(1700, height + 140))
-    browser.save_screenshot(str(FIGURES / "console-card.png"))
+    browser.save_screenshot(str(shots / "console-card.png"))
     browser.set_window_size(1366, 860)
 
     # "Retained": a feedback event the worker applies; the episode closes.
@@ -230,4 +234,4 @@ def test_an_agent_works_an_alert_from_queue_to_outcome(
     wait.until(ec.presence_of_element_located(
         (By.CSS_SELECTOR, 'tr[data-href="/customers/console-2"]')))
     assert not browser.find_elements(By.CSS_SELECTOR, 'tr[data-href="/customers/console-1"]')
-    assert os.path.getsize(FIGURES / "console-queue.png") > 10_000
+    assert os.path.getsize(shots / "console-queue.png") > 10_000
