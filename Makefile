@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
 .PHONY: demo test bench clean
 
+# The demo ends on the console; Ctrl-C stops it.
 demo: $(STAMP)
-	$(VENV)/bin/churnwatch demo
+	$(VENV)/bin/churnwatch demo --serve
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
