@@ -85,7 +85,7 @@ def test_the_range_ledger_acknowledges_what_one_flag_per_message_would(
             acked.clear()
             calls: list[tuple[str, int, int, int]] = []
             acknowledge(ledger.cut(queue.first_offset), 0,
-                        lambda t, p, first, last: calls.append((t, p, first, last)))
+                        lambda *call, calls=calls: calls.append(call))
             for topic, _, first, last in calls:
                 acked.extend((topic, o) for o in taken[topic] if first <= o <= last)
             assert len(acked) == len(set(acked)), "nothing acknowledged twice"
