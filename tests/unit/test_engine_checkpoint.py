@@ -88,9 +88,14 @@ def test_a_round_is_due_after_its_time_or_its_events() -> None:
 def test_a_round_that_failed_fails_the_next_flush_and_acknowledges_nothing() -> None:
     events: list[str] = []
 
+    calls = []
+
     async def lost(partition: int, items: Any) -> Any:
+        calls.append(partition)
+        if len(calls) > 1:
+            return _confirmed(None)
         failed = asyncio.get_running_loop().create_future()
-        failed.set_exception(ConnectionError("broker went away"))
+        failed.set_exception(ConnectionError("broker went away"))  # the first chunk's
         return failed
 
     checkpoints, _, _ = _setup(events, write_states=lost, seal=False)
