@@ -105,6 +105,16 @@ def _no_partition(partition: int) -> nullcontext[None]:
     return nullcontext()
 
 
+def _forwarded(part: str, name: str) -> Any:
+    """An attribute of one of the processor's parts, read and set through the processor."""
+    def get(self: Processor) -> Any:
+        return getattr(getattr(self, part), name)
+
+    def put(self: Processor, value: Any) -> None:
+        setattr(getattr(self, part), name, value)
+    return property(get, put)
+
+
 class Processor:
     """Takes a worker's messages, partition by partition, and coordinates the parts.
 
@@ -196,53 +206,13 @@ class Processor:
     def recent_alerts(self) -> Any:
         return self.publisher.recent
 
-    @property
-    def send_alert(self) -> SendAlert:
-        return self.publisher.send
-
-    @send_alert.setter
-    def send_alert(self, send: SendAlert) -> None:
-        self.publisher.send = send
-
-    @property
-    def send_dead_letter(self) -> SendDeadLetter:
-        return self.letters.send
-
-    @send_dead_letter.setter
-    def send_dead_letter(self, send: SendDeadLetter) -> None:
-        self.letters.send = send
-
-    @property
-    def seal(self) -> Callable[[], Awaitable[None]] | None:
-        return self.checkpoints.seal
-
-    @seal.setter
-    def seal(self, seal: Callable[[], Awaitable[None]] | None) -> None:
-        self.checkpoints.seal = seal
-
-    @property
-    def write_states(self) -> WriteStates:
-        return self.checkpoints.write_states
-
-    @write_states.setter
-    def write_states(self, write: WriteStates) -> None:
-        self.checkpoints.write_states = write
-
-    @property
-    def flush_seconds(self) -> float:
-        return self.checkpoints.flush_seconds
-
-    @flush_seconds.setter
-    def flush_seconds(self, seconds: float) -> None:
-        self.checkpoints.flush_seconds = seconds
-
-    @property
-    def in_partition(self) -> InPartition:
-        return self.checkpoints.in_partition
-
-    @in_partition.setter
-    def in_partition(self, in_partition: InPartition) -> None:
-        self.checkpoints.in_partition = in_partition
+    #: Kept by the parts; settable here, as the adapter's tests swap them.
+    send_alert = _forwarded("publisher", "send")
+    send_dead_letter = _forwarded("letters", "send")
+    seal = _forwarded("checkpoints", "seal")
+    write_states = _forwarded("checkpoints", "write_states")
+    flush_seconds = _forwarded("checkpoints", "flush_seconds")
+    in_partition = _forwarded("checkpoints", "in_partition")
 
     def _assign_states(self, partition: int,
                        items: Sequence[tuple[bytes, bytes]]) -> Awaitable[Awaitable[None]]:
