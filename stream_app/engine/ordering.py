@@ -63,3 +63,8 @@ class MergeQueue(Generic[T]):
 
     def clear(self) -> None:
         self.queues.clear()
+
+    def first_offset(self, topic: str) -> int | None:
+        """The offset of ``topic``'s first queued item, or None if none is queued."""
+        q = self.queues.get(topic)
+        return q[0][1] if q else None

@@ -135,20 +135,6 @@ async def _flush_producer() -> None:
     await app.producer.flush()
 
 
-processor = Processor(
-    customer_to_state,
-    policy,
-    _send_alert,
-    _send_dead_letter,
-    kinds=topics.KIND_BY_TOPIC,
-    backlog=_backlog,
-    resume=_resume,
-    seal=_flush_producer if settings.broker_profile == "local" else None,
-    write_states=ChangelogWriter(customer_to_state),
-    flush_seconds=settings.flush_seconds,
-)
-
-
 #: The latest event seen per partition: Faust picks the changelog partition
 #: of a table write from "the event being processed", so a flush outside an
 #: agent (at shutdown) runs as if processing this one.
@@ -169,7 +155,19 @@ def _in_partition(partition: int) -> Iterator[None]:
         _current_event.reset(token)
 
 
-processor.in_partition = _in_partition
+processor = Processor(
+    customer_to_state,
+    policy,
+    _send_alert,
+    _send_dead_letter,
+    kinds=topics.KIND_BY_TOPIC,
+    backlog=_backlog,
+    resume=_resume,
+    seal=_flush_producer if settings.broker_profile == "local" else None,
+    write_states=ChangelogWriter(customer_to_state),
+    flush_seconds=settings.flush_seconds,
+    in_partition=_in_partition,
+)
 
 
 def _acknowledge(message: Message) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Awaitable
 from typing import Any
 
 from stream_app.core.records import ChurnAlert, DeadLetter
+from stream_app.engine.acks import Ack
+from stream_app.engine.processing import Processor
 
 
 def _confirmed(value: Any) -> asyncio.Future[Any]:
@@ -29,3 +31,10 @@ class Outputs:
     async def send_dead(self, key: bytes | None, letter: DeadLetter) -> Awaitable[Any]:
         self.dead.append(letter)
         return _confirmed(None)
+
+
+async def handle(proc: Processor, topic: str, partition: int, offset: int,
+                 key: bytes | None, value: bytes | None, ingested: float | None = None,
+                 ack: Ack | None = None) -> None:
+    """Hand the processor one message, as a fetch of one."""
+    await proc.handle_many(topic, partition, ((offset, key, value, ingested, ack),))

@@ -16,7 +16,7 @@ from stream_app.core.signals import EVALUATORS
 from stream_app.engine.processing import MODEL_PREFIX, Processor, model_key, purchase_cell
 from stream_app.offline.synthetic import generate
 
-from .fakes import Outputs
+from .fakes import Outputs, handle
 from .test_processor import PARTITIONS, messages
 
 KINDS = {k: k for k in ("purchases", "contacts", "complaints", "feedback")}
@@ -38,7 +38,7 @@ def _run(table: dict[bytes, bytes], msgs: list[tuple[str, int, int, bytes, bytes
 
     async def go() -> None:
         for m in msgs:
-            await proc.handle(*m)
+            await handle(proc, *m)
         for part in range(PARTITIONS):
             await proc.flush(part)
 

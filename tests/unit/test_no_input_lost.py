@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from stream_app.core.policy import Policy
 from stream_app.engine.processing import Processor
 
-from .fakes import Outputs
+from .fakes import Outputs, handle
 
 KINDS = {k: k for k in ("purchases", "contacts", "complaints", "feedback")}
 
@@ -88,7 +88,7 @@ def test_every_message_is_applied_or_dead_lettered_exactly_once(
     async def go() -> None:
         for offset, (topic, key, value) in enumerate(messages):
             before = counts()
-            await proc.handle(topic, 0, offset, key, value)
+            await handle(proc, topic, 0, offset, key, value)
             changes = [b - a for a, b in zip(before, counts(), strict=True)]
             assert sorted(changes) == [0, 0, 0, 1], (topic, key, value, changes)
 
@@ -126,9 +126,9 @@ def test_events_older_than_the_allowed_lateness_are_dead_lettered() -> None:
                              "ts": f"2025-03-{day:02d}T10:00:00Z", "amount": 5})
 
     async def go() -> None:
-        await proc.handle("purchases", 0, 0, b"c1", purchase("c1", 20))
-        await proc.handle("purchases", 0, 1, b"c2", purchase("c2", 15))  # 5 days late: fine
-        await proc.handle("purchases", 0, 2, b"c3", purchase("c3", 2))  # 18 days: too late
+        await handle(proc, "purchases", 0, 0, b"c1", purchase("c1", 20))
+        await handle(proc, "purchases", 0, 1, b"c2", purchase("c2", 15))  # 5 days late: fine
+        await handle(proc, "purchases", 0, 2, b"c3", purchase("c3", 2))  # 18 days: too late
 
     asyncio.run(go())
     assert proc.stats.events["purchases"] == 2

@@ -14,7 +14,7 @@ from stream_app.core.state import DAY, new_state
 from stream_app.engine.processing import Processor
 
 from ..conftest import at
-from .fakes import Outputs
+from .fakes import Outputs, handle
 
 KINDS = {k: k for k in ("purchases", "contacts", "complaints", "feedback")}
 
@@ -71,7 +71,7 @@ def test_the_worker_counts_each_alert_once_its_prediction_matures() -> None:
     async def go() -> None:
         for kind, part, _, key, value in msgs:
             off = offsets[kind] = offsets.get(kind, -1) + 1
-            await proc.handle(kind, part, off, key, value)
+            await handle(proc, kind, part, off, key, value)
         await proc.flush(0)
 
     asyncio.run(go())

@@ -21,7 +21,7 @@ from stream_app.core.records import ChurnAlert
 from stream_app.engine.processing import Processor, Resumed
 from stream_app.offline.synthetic import Population, generate
 
-from .fakes import Outputs
+from .fakes import Outputs, handle
 
 KINDS = {k: k for k in ("purchases", "contacts", "complaints", "feedback")}
 PARTITIONS = 4
@@ -86,11 +86,11 @@ def feed(proc: Processor, msgs: list[Message], redeliver_every: int = 0) -> None
     async def go() -> None:
         recent: list[Message] = []
         for i, msg in enumerate(msgs):
-            await proc.handle(*msg)
+            await handle(proc, *msg)
             recent = [*recent[-50:], msg]
             if redeliver_every and i % redeliver_every == 0:
                 for old in recent:  # as after a crash: from the last commit on
-                    await proc.handle(*old)
+                    await handle(proc, *old)
         for part in range(PARTITIONS):
             await proc.flush(part)
 
@@ -186,7 +186,7 @@ def test_a_crash_between_flushes_neither_loses_nor_repeats_an_alert(
         # Two thirds in, at the first moment partition 0 has work not yet
         # flushed (when its flushes fall depends on how often it reads the clock).
         for n, msg in enumerate(msgs):
-            await crashed.handle(*msg, ack=acknowledger(committed, msg))
+            await handle(crashed, *msg, ack=acknowledger(committed, msg))
             if n % 1000 == 999:
                 await crashed.flush(msg[1])
             if n >= len(msgs) * 2 // 3 and crashed.parts[0].dirty:
@@ -239,21 +239,22 @@ def test_a_rebalance_drops_messages_handed_in_before_it(
     async def go() -> None:
         half = msgs[: len(msgs) // 2]
         for n, msg in enumerate(half):
-            await proc.handle(*msg, ack=acknowledger(committed, msg))
+            await handle(proc, *msg, ack=acknowledger(committed, msg))
             if n % 1000 == 999:
                 await proc.flush(msg[1])
         stale = next(m for m in msgs[len(half):] if m[1] == 0)
-        lock = proc._lock(0)
+        lock = proc.locks.lock(0)
         await lock.acquire()  # partition 0 is busy with a message
         revoking = asyncio.create_task(proc.revoke())
         await asyncio.sleep(0)
-        waiting = asyncio.create_task(proc.handle(*stale, ack=acknowledger(committed, stale)))
+        waiting = asyncio.create_task(
+            handle(proc, *stale, ack=acknowledger(committed, stale)))
         await asyncio.sleep(0)
         lock.release()
         await asyncio.gather(revoking, waiting)
         assert proc.stats.before_reset == 1
         for msg in redelivered(msgs, resume_points(msgs, committed)):
-            await proc.handle(*msg, ack=acknowledger(committed, msg))
+            await handle(proc, *msg, ack=acknowledger(committed, msg))
         for part in range(PARTITIONS):
             await proc.flush(part)
 
@@ -285,7 +286,7 @@ def test_partitions_are_flushed_together_behind_one_seal(population: Population)
 
     async def go() -> None:
         for m in msgs:
-            await proc.handle(*m, ack=acknowledger(committed, m))
+            await handle(proc, *m, ack=acknowledger(committed, m))
         assert events == [] and not committed  # nothing due yet
         await proc.flush_all()
 
@@ -322,7 +323,7 @@ def test_events_are_applied_while_a_flush_settles_and_acked_only_after(
 
     async def feed_batch(batch: list[Message]) -> None:
         for m in batch:
-            await proc.handle(*m, ack=acknowledger(committed, m))
+            await handle(proc, *m, ack=acknowledger(committed, m))
 
     async def go() -> None:
         await feed_batch(first)
@@ -368,12 +369,12 @@ def test_a_flush_that_fails_fails_the_next_one_and_acks_nothing(
 
     async def go() -> None:
         for m in msgs[:10]:
-            await proc.handle(*m, ack=acknowledger(committed, m))
+            await handle(proc, *m, ack=acknowledger(committed, m))
         wall[0] += 2
-        await proc.handle(*msgs[10], ack=acknowledger(committed, msgs[10]))  # round 1
+        await handle(proc, *msgs[10], ack=acknowledger(committed, msgs[10]))  # round 1
         wall[0] += 2
         with pytest.raises(ConnectionError, match="broker went away"):
-            await proc.handle(*msgs[11], ack=acknowledger(committed, msgs[11]))
+            await handle(proc, *msgs[11], ack=acknowledger(committed, msgs[11]))
         assert not committed
 
     asyncio.run(go())

@@ -25,7 +25,7 @@ from stream_app.core.alerting import iso
 from stream_app.core.decoding import REASON_CODES, parse_ts
 from stream_app.core.policy import Policy
 from stream_app.core.records import ChurnAlert, DeadLetter
-from stream_app.engine import processing
+from stream_app.engine import deadletters
 from stream_app.engine.processing import DEAD_LETTER_VALUE_BYTES, Processor, dead_letter
 from stream_app.offline.synthetic import generate
 
@@ -120,7 +120,7 @@ class Refusing(Outputs):
 
 @pytest.fixture
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(processing, "DEAD_LETTER_BACKOFF", 0.0)
+    monkeypatch.setattr(deadletters, "DEAD_LETTER_BACKOFF", 0.0)
     yield
 
 
@@ -160,7 +160,7 @@ def test_a_dead_letter_that_cannot_be_sent_at_all_is_skipped_not_a_crash(
     unsent = metric("churnwatch_dead_letters_unsent_total", topic="contacts")
     _, acked = _committed_after(out, b"not json")
     assert acked == [0, 1], "the worker must go on and commit past it"
-    assert out.dead == [] and out.tries == processing.DEAD_LETTER_TRIES
+    assert out.dead == [] and out.tries == deadletters.DEAD_LETTER_TRIES
     assert metric("churnwatch_dead_letters_unsent_total", topic="contacts") == unsent + 1
 
 

@@ -1,0 +1,159 @@
+"""Applying released events to customer states, and judging the customers.
+
+Events come here from the merge queue in event-time order; each is applied
+to its customer's cached state (once: redeliveries and resent events are
+recognised), the customer is re-assessed at the partition's clock, and an
+alert is published as soon as one is due.  Timers that fall due between two
+events run before the later one, so the sweep sees the same states in every
+run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..core.decoding import show
+from ..core.policy import Policy
+from ..core.records import Feedback, Purchase
+from ..core.state import already_applied, apply_event, new_state, seen_event
+from . import metrics
+from .assess import Assessor
+from .cache import StateCache
+from .clock import DueIndex
+from .deadletters import DeadLetters
+from .eventtime import EventTime
+from .partition_model import Models, purchase_cell
+from .publisher import Publisher
+from .timers import Timers
+from .work import PartitionWork, Queued, Stats
+
+log = logging.getLogger("churnwatch")
+
+
+class Applier:
+    __slots__ = (
+        "assess",
+        "cache",
+        "clock",
+        "due",
+        "kinds",
+        "load",
+        "models",
+        "policy",
+        "publish",
+        "reject",
+        "states",
+        "stats",
+        "timers",
+    )
+
+    def __init__(self, policy: Policy, kinds: dict[str, str], stats: Stats,
+                 cache: StateCache, clock: EventTime, models: Models, due: DueIndex,
+                 timers: Timers, assessor: Assessor, publisher: Publisher,
+                 letters: DeadLetters) -> None:
+        self.policy = policy
+        self.kinds = kinds
+        self.stats = stats
+        self.cache = cache
+        self.load = cache.load
+        self.states = cache.states
+        self.clock = clock
+        self.models = models
+        self.due = due
+        self.timers = timers
+        self.assess = assessor.assess
+        self.publish = publisher.publish
+        self.reject = letters.reject
+
+    async def release(self, partition: int, work: PartitionWork) -> None:
+        """Apply every queued event the merge order allows, timers in between."""
+        backlog = self.clock.backlog
+
+        # Asked afresh for every event released: the consumer learns of new
+        # messages while a release runs, and a topic that has fallen behind
+        # must stop the others at once, or its events would come too late.
+        def waiting(topic: str) -> bool:
+            return backlog(topic, partition, work.offered.get(topic, -1))
+
+        while (q := work.queue.pop(waiting)) is not None:
+            work.done += 1  # out of the queue: acknowledged at the next flush
+            if self.due.any_due(partition, q.decoded.ts):
+                await self.timers.run_due(partition, work, q.decoded.ts)
+            try:
+                await self.apply(partition, work, q)
+            except Exception as exc:
+                # A bug must not stop the worker or silently drop the event: it
+                # goes to dead-letters with the error, to be replayed once fixed.
+                log.exception("processing failed", extra={"fields": {
+                    "topic": q.topic, "partition": partition, "offset": q.offset}})
+                await self.reject(work, q.topic, partition, q.offset, q.key, q.value,
+                                  f"processing failed: {type(exc).__name__}: {exc}"[:2000],
+                                  "processing_failed")
+
+    async def apply(self, partition: int, work: PartitionWork, q: Queued) -> None:
+        d = q.decoded
+        cid = d.record.customer_id
+        state = self.load(cid)
+        if state is not None:
+            if 0 <= state.partition != partition:
+                # Keyed two ways (``C1`` and ``"C1"`` hash apart): offsets of
+                # two partitions are not comparable, and applying it would
+                # split the customer's history.  Refused, never skipped.
+                await self.reject(
+                    work, q.topic, partition, q.offset, q.key, q.value,
+                    f"customer {show(cid)}'s events arrive on partitions {state.partition} and "
+                    f"{partition}: key every event of a customer the same way (its "
+                    "customer_id, as a plain string)", "key_mismatch")
+                return
+            if already_applied(state, q.topic, q.offset):
+                # The clock moves over events applied before a crash too, so
+                # that it follows the same course as in a run that never stopped.
+                self.clock.advance(work, d.ts)
+                self.stats.duplicates += 1
+                metrics.child(metrics.DUPLICATES, q.topic).inc()
+                return
+            if seen_event(state, d.record):
+                self.stats.duplicate_events += 1
+                metrics.child(metrics.DUPLICATE_EVENTS, q.topic).inc()
+                return
+        # Judged here, in merge order, not as the message arrives: the clock
+        # then holds exactly the events before this one, however the input
+        # was cut into fetches, so a replay refuses the same events.
+        late = self.clock.too_late(partition, work, d.ts)
+        if late is not None:
+            await self.reject(work, q.topic, partition, q.offset, q.key, q.value, late,
+                              "too_late")
+            return
+        if state is None:
+            state = self.states[cid] = new_state(cid)
+        now = self.clock.advance(work, d.ts)
+        fitting = self.policy.model.fit
+        if fitting:
+            await self.models.refit_if_due(partition, now)
+        if state.first_ts == 0.0:
+            self.cache.customers += 1
+            metrics.CUSTOMERS.set(self.cache.customers)
+        record = d.record
+        counted = fitting and isinstance(record, Purchase)
+        if counted:
+            cells = self.models.model(partition).cells
+            before = purchase_cell(state)
+            if before is not None:
+                cells.remove(*before)
+        apply_event(state, record, d.ts, topic=q.topic, partition=partition,
+                    offset=q.offset, policy=self.policy)
+        if counted:
+            after = purchase_cell(state)
+            assert after is not None
+            cells.add(*after)
+        # A late event (within the allowed lateness) is judged at the
+        # partition's clock: the customer as of now, including it.
+        alert = self.assess(partition, work, state, now,
+                            purchase_at=d.ts if isinstance(record, Purchase) else None,
+                            reported=record.outcome if isinstance(record, Feedback) else None)
+        if alert is not None:
+            await self.publish(partition, work, state, alert, now, q.ingested)
+        self.stats.events[self.kinds[q.topic]] += 1
+        metrics.child(metrics.EVENTS, q.topic).inc()
+        if isinstance(record, Feedback):
+            metrics.FEEDBACK.labels(record.outcome).inc()

@@ -1,0 +1,142 @@
+"""Each partition's purchase model: its customers' histogram and its fit.
+
+The histogram is derived (rebuilt from the states after a rebalance); the
+fit is kept in the table, so a restart or a replay scores with the same
+numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+import orjson
+
+from ..core.alerting import iso
+from ..core.model import Cells, ParetoNBD, fit
+from ..core.policy import Policy, model_params
+from ..core.state import DAY, CustomerState
+from . import metrics
+
+log = logging.getLogger("churnwatch")
+
+#: Table keys of the purchase-model fits (not customers: they start with a zero byte).
+MODEL_PREFIX = b"\x00model/"
+
+
+def model_key(partition: int) -> bytes:
+    return MODEL_PREFIX + str(partition).encode()
+
+
+def with_params(policy: Policy, params: ParetoNBD) -> Policy:
+    """The policy with a partition's fitted population numbers in ``[model]``."""
+    return replace(policy, model=replace(policy.model, r=params.r, alpha=params.alpha,
+                                         s=params.s, beta=params.beta))
+
+
+def read_fit(raw: bytes | None, policy: Policy) -> tuple[Policy, dict[str, Any]]:
+    """A partition's policy and fit record from its table value (None: not fitted yet)."""
+    if not raw:
+        return policy, {}
+    saved = orjson.loads(raw)
+    return with_params(policy, ParetoNBD.from_dict(saved["params"])), saved
+
+
+def purchase_cell(state: CustomerState) -> tuple[int, float, float] | None:
+    """The customer's cell in the model's histogram: (x, first day, last day)."""
+    first, last = state.first_purchase_ts, state.last_purchase_ts
+    if first is None or last is None:
+        return None
+    return state.repeat_days, first / DAY, last / DAY
+
+
+@dataclass(slots=True)
+class PartitionModel:
+    """A partition's purchase model.
+
+    Fits happen every ``[model].refit_days`` of event time, from the
+    histogram as it stands when the partition's clock passes the due time:
+    in merge order, so the same input gives the same fits.
+    """
+
+    cells: Cells
+    #: The policy with this partition's population numbers.
+    policy: Policy
+    #: Event time of the last fit, the customers it saw, and the next fit's time.
+    fitted_at: float | None = None
+    customers: int = 0
+    next_fit: float | None = None
+    #: Changed since the table last got it.
+    dirty: bool = False
+
+    def record(self) -> bytes:
+        m = self.policy.model
+        return orjson.dumps({"params": {"r": m.r, "alpha": m.alpha, "s": m.s, "beta": m.beta},
+                             "fitted_at": self.fitted_at, "customers": self.customers,
+                             "next_fit": self.next_fit})
+
+    def restore(self, raw: bytes, policy: Policy) -> None:
+        """Take the fit the table keeps (``policy``: the one configured)."""
+        self.policy, saved = read_fit(raw, policy)
+        self.fitted_at, self.next_fit = saved.get("fitted_at"), saved.get("next_fit")
+        self.customers = int(saved.get("customers", 0))
+
+
+class Models(dict[int, PartitionModel]):
+    """Partition -> its purchase model, made on first use."""
+
+    __slots__ = ("policy",)
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def model(self, partition: int) -> PartitionModel:
+        pm = self.get(partition)
+        if pm is None:
+            pm = self[partition] = PartitionModel(Cells(), self.policy)
+        return pm
+
+    def policy_for(self, partition: int) -> Policy:
+        """The policy a partition's customers are judged by (its fitted model's numbers)."""
+        pm = self.get(partition)
+        return pm.policy if pm is not None else self.policy
+
+    async def refit_if_due(self, partition: int, now: float) -> None:
+        """Fit the partition's population numbers once its clock passes the due time.
+
+        In a thread, so that the other partitions go on while it runs (this
+        partition waits: its lock is held, so its histogram does not change).
+        """
+        m = self.policy.model
+        pm = self.model(partition)
+        if pm.next_fit is None:
+            pm.next_fit = now + m.refit_days * DAY
+            pm.dirty = True
+            return
+        if now < pm.next_fit:
+            return
+        pm.next_fit = now + m.refit_days * DAY
+        pm.dirty = True
+        if len(pm.cells) < m.min_customers:
+            return
+        start = model_params(pm.policy.model)
+        started = time.monotonic()
+        try:
+            params = await asyncio.to_thread(partial(
+                fit, pm.cells, now / DAY, start, prior_weight=m.prior_customers))
+        except (ValueError, ArithmeticError) as exc:
+            log.warning("purchase model fit failed; the previous numbers stay", extra={
+                "fields": {"partition": partition, "error": f"{type(exc).__name__}: {exc}"}})
+            return
+        pm.policy = with_params(self.policy, params)
+        pm.fitted_at, pm.customers = now, len(pm.cells)
+        metrics.MODEL_FITS.inc()
+        log.info("purchase model fitted", extra={"fields": {
+            "partition": partition, "at": iso(now), "customers": len(pm.cells),
+            "cells": pm.cells.n_cells, "seconds": round(time.monotonic() - started, 3),
+            **params.to_dict()}})

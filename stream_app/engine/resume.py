@@ -1,0 +1,114 @@
+"""Where processing resumes after a (re)start or a rebalance.
+
+What a worker keeps in memory is derived: :func:`rebuild` re-derives the
+due index and the purchase models' histograms from the table, and
+:func:`resume_partition` reads a partition's checkpoint before its first
+event.  Alert ids are deterministic (the same events in the same order give
+the same ids), so the alerts published after the checkpoint, read back from
+the alerts topic, are not published twice when the events since the last
+commit are applied again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from ..core.state import DAY
+from . import metrics
+from .clock import DueIndex
+from .partition_model import MODEL_PREFIX, Models
+from .work import PartitionWork
+
+log = logging.getLogger("churnwatch")
+
+#: Table keys that are not customers start with a zero byte: the
+#: per-partition alert checkpoints and purchase-model fits.
+CHECKPOINT_PREFIX = b"\x00checkpoint/"
+
+
+def is_customer_key(key: bytes) -> bool:
+    return not key.startswith(b"\x00")
+
+
+def checkpoint_key(partition: int) -> bytes:
+    return CHECKPOINT_PREFIX + str(partition).encode()
+
+
+@dataclass(slots=True)
+class Resumed:
+    """Where a partition's processing resumes after a (re)start or a rebalance."""
+
+    #: Alert ids on the alerts topic from the checkpoint on.
+    published: set[str]
+    #: The alerts topic's end offset (logged).
+    alerts_end: int
+    #: Input topic -> the first offset Kafka will deliver (the committed one).
+    starts: dict[str, int] = field(default_factory=dict)
+
+
+#: (partition, alerts checkpoint) -> what resuming this partition starts from.
+Resume = Callable[[int, int], Awaitable[Resumed]]
+
+
+async def nothing_published(partition: int, offset: int) -> Resumed:
+    return Resumed(set(), offset)
+
+
+def rebuild(table: MutableMapping[bytes, bytes], due: DueIndex, models: Models) -> int:
+    """Re-derive the due index and the purchase models from the table; the customers.
+
+    The partitions' clocks are not taken from the states (a state may be
+    ahead of the committed offsets: written, but the commit did not happen
+    before a crash) but from the checkpoints, when each partition resumes
+    (see :func:`resume_partition`).
+    """
+    count = 0
+    fits: dict[int, bytes] = {}
+    fitting = models.policy.model.fit
+    # Streamed, not listed: a list of every state would hold all of them in
+    # memory at once.
+    for key, raw in table.items():
+        if not is_customer_key(key):
+            if key.startswith(MODEL_PREFIX):
+                fits[int(key[len(MODEL_PREFIX):])] = raw
+            continue
+        count += 1
+        d = orjson.loads(raw)
+        partition = d["partition"]
+        due.schedule(partition, key.decode(), d["due_ts"])
+        first = d["first_purchase_ts"]
+        if first is not None and fitting:
+            x = d.get("repeat_days", max(0, d["purchases"] - 1))
+            models.model(partition).cells.add(x, first / DAY, d["last_purchase_ts"] / DAY)
+    for partition, raw in fits.items():
+        models.model(partition).restore(raw, models.policy)
+    metrics.CUSTOMERS.set(count)
+    return count
+
+
+async def resume_partition(table: MutableMapping[bytes, bytes], partition: int,
+                           work: PartitionWork, resume: Resume,
+                           wall: Callable[[], float]) -> None:
+    """Read the partition's checkpoint and what was published after it."""
+    raw = table.get(checkpoint_key(partition))
+    saved = orjson.loads(raw) if raw else {}
+    work.checkpoint = int(saved.get("alerts_offset", 0))
+    # The clock over the events committed so far, so that lateness after a
+    # restart is judged as it would have been without one.
+    clock = saved.get("clock")
+    if clock is not None and work.clock is None:
+        work.clock = work.saved_clock = float(clock)
+        work.clock_wall = wall()
+    resumed = await resume(partition, work.checkpoint)
+    work.published = resumed.published
+    # Until a topic delivers, its backlog counts from where Kafka resumes.
+    for topic, start in resumed.starts.items():
+        work.offered.setdefault(topic, start - 1)
+    log.info("partition ready", extra={"fields": {
+        "partition": partition, "alerts_checkpoint": work.checkpoint,
+        "alerts_end": resumed.alerts_end, "resumes_at": resumed.starts,
+        "published_after_checkpoint": len(work.published)}})
