@@ -192,7 +192,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "worker":
         from .worker import run_worker
 
-        run_worker(create_topics=not args.no_create_topics)
+        run_worker(create_topics=not args.no_create_topics, settings=settings)
         return 0
     if args.command == "broker":
         from ..kafka.broker import serve
