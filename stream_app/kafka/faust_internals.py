@@ -167,7 +167,7 @@ class TunedConsumer(driver.Consumer):
         return (not self.seeking
                 and self.positioned_generation == self.app.consumer_generation_id)
 
-    def _dropped(self, tp: TP, offset: int) -> None:
+    def note_dropped(self, tp: TP, offset: int) -> None:
         """Remember a batched message dropped before the consumer was positioned."""
         generation = self.app.consumer_generation_id
         if self.rewind is None or generation != self.rewind_generation:
@@ -176,7 +176,7 @@ class TunedConsumer(driver.Consumer):
         if offset < self.rewind.get(tp, offset + 1):
             self.rewind[tp] = offset
 
-    async def _rewind_dropped(self) -> None:
+    async def rewind_dropped(self) -> None:
         """Read again what was dropped while Faust was positioning the consumer.
 
         Faust's seek re-reads what was fetched before it, but a fetch that
@@ -223,7 +223,7 @@ class TunedConsumer(driver.Consumer):
                 if self.should_stop:
                     continue
                 if self.rewind and self.positioned():
-                    await self._rewind_dropped()
+                    await self.rewind_dropped()
                 batch: dict[TP, list[Message]] = {}
                 async for tp, message in self.getmany(timeout=1.0):
                     offset = message.offset
@@ -240,7 +240,7 @@ class TunedConsumer(driver.Consumer):
                             batch.setdefault(tp, []).append(message)
                         else:
                             # Dropped, but read: the next message is no gap.
-                            self._dropped(tp, offset)
+                            self.note_dropped(tp, offset)
                     else:
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     read_offset[tp] = offset
@@ -257,7 +257,7 @@ class TunedConsumer(driver.Consumer):
                 elif batch:
                     # A rebalance or a seek began during the fetch.
                     for tp, messages in batch.items():
-                        self._dropped(tp, messages[0].offset)
+                        self.note_dropped(tp, messages[0].offset)
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
