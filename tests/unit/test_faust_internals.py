@@ -253,7 +253,7 @@ async def test_rewind_seeks_back_to_the_first_dropped_never_past_the_commit(
                   assigned={PURCHASES, CONTACTS})
     await consumer.perform_seek()
     consumer.note_dropped(PURCHASES, 7)  # after the commit: from 7
-    consumer.note_dropped(CONTACTS, 1)  # before it (delivered again anyway): from the commit... 1
+    consumer.note_dropped(CONTACTS, 1)  # before the commit: from where it was dropped
     consumer.note_dropped(OTHER, 4)  # no longer assigned: nothing
     await consumer.rewind_dropped()
     assert sorted(seeks.sought) == [(CONTACTS, 1), (PURCHASES, 5)]
