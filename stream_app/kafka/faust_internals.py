@@ -1,10 +1,26 @@
 """Every use of Faust's and aiokafka's private API, in one module.
 
 The worker leans on a handful of things neither library offers publicly;
-each is reached from here and nowhere else, marked ``noqa: SLF001`` with
-what it is, and covered by ``tests/unit/test_faust_internals.py``, so a
-Faust or aiokafka upgrade that moves one of them touches this file and fails
-there, loudly, instead of somewhere in a fetch loop.
+each is reached from here and nowhere else (ruff's SLF rule flags a private
+member reached on another object; those reached here are marked ``noqa:
+SLF001`` with what they are), and covered by
+``tests/unit/test_faust_internals.py``, so a Faust or aiokafka upgrade that
+moves one of them touches this file and fails there, loudly, instead of
+somewhere in a fetch loop.  What is used:
+
+* Faust's app: ``_new_transport`` (overridden: the tuned transport).
+* Faust's aiokafka consumer thread: ``_create_worker_consumer`` (wrapped),
+  ``_ensure_consumer``; the consumer's ``_thread`` and
+  ``_new_consumer_thread`` (overridden).
+* Faust's consumer: ``_drain_messages`` (restated, with the batched
+  topics), ``perform_seek`` (wrapped), ``_committed_offset``,
+  ``_read_offset``, ``_add_gap``, ``_commit_every``, ``_n_acked``; mode's
+  ``Service._stopped``, as Faust's loop reads it.
+* aiokafka's consumer ``_fetch_max_wait_ms``, its batch builder's ``_build``.
+* Faust's producer ``_ensure_producer`` (its aiokafka producer).
+* ``faust.streams._current_event`` and a hand-built ``Event``: "the event
+  being processed", which Faust's table writes and RocksDB store read.
+* Faust's Prometheus monitor ``_metrics``.
 
 What the tuned consumer changes:
 
