@@ -47,10 +47,10 @@ class Built:
 
 
 @pytest.fixture
-def built(tmp_path: Path) -> Built:
+async def built(tmp_path: Path) -> Built:
     settings = Settings().with_overrides(store="memory://", broker_profile="local",
                                          data_dir=str(tmp_path), app_id="agents-test")
-    # Its own registry: each test builds a worker of its own.
+    # Its own registry: each test builds a worker of its own, in its own loop.
     worker = build_worker(settings, registry=CollectorRegistry())
     outputs = Outputs()
     processor = worker.processor

@@ -90,16 +90,21 @@ async def app(tmp_path: Path) -> AsyncIterator[ChurnwatchApp]:
     settings = Settings().with_overrides(store="memory://", broker_profile="local",
                                          data_dir=str(tmp_path), app_id="internals-test",
                                          fetch_max_wait_ms=7)
+    # This test's loop: mode otherwise takes whichever loop is current, which
+    # another test may have left behind.
     app = ChurnwatchApp(settings.app_id, fetch_max_wait_ms=settings.fetch_max_wait_ms,
-                        **app_options(settings))
+                        loop=asyncio.get_running_loop(), **app_options(settings))
     app.batched_topics = frozenset({"purchases", "contacts"})
     yield app
 
 
 @pytest.fixture
-def consumer(app: ChurnwatchApp) -> TunedConsumer:
+async def consumer(app: ChurnwatchApp) -> TunedConsumer:
+    # Made in the test's loop, as the worker makes it in its own (mode binds
+    # a service to the loop current when it is made).
     consumer = app.tuned_consumer
     assert isinstance(app.transport, TunedTransport)
+    assert consumer.loop is app.loop
     return consumer
 
 
