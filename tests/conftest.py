@@ -1,8 +1,7 @@
 """Shared test set-up.
 
-The Faust app reads its settings when ``stream_app.kafka.app`` is imported, so the
-unit tests pin a memory store and a free web port here, before any test
-imports it.
+Settings read from the environment (``from_env``) get a memory store and the
+local broker profile here, unless a test or the caller sets them.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def version() -> str:
         return __version__
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="churnwatch", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -156,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return _run(args)
     except (ConfigError, PolicyError) as exc:
@@ -190,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
         print(policy_toml(policy), end="")
         return 0
     if args.command == "completion":
-        print(completion_script(_parser()), end="")
+        print(completion_script(build_parser()), end="")
         return 0
     if args.command == "sink":  # its CHURNWATCH_SINK_* variables are its own
         from .sink.command import core_environ
@@ -218,7 +218,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "worker":
         from .worker import run_worker
 
-        run_worker(create_topics=not args.no_create_topics)
+        run_worker(create_topics=not args.no_create_topics, settings=settings)
         return 0
     if args.command == "broker":
         from ..kafka.broker import serve

@@ -16,28 +16,32 @@ import faust
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
+from ..core.settings import Settings, from_env
+
 #: The cyclic garbage collector's generation thresholds for the worker.
-#: Python's default (700 allocations per young collection) suits programs
-#: that allocate little; the worker allocates several objects per event and
-#: keeps many long-lived customer states, so with the default it spent about
-#: a fifth of its time collecting, mostly re-scanning live states (in-process
-#: on the 2,000-customer stream: 5,900-6,400 events/s, 7,700-8,400 with these;
-#: the worker: 3,594 -> 6,150).  Reference counting still frees everything
+#: Python's default suits programs that allocate little; the worker
+#: allocates several objects per event and keeps many long-lived customer
+#: states, so with the default it spends much of its time collecting, mostly
+#: re-scanning live states.  Reference counting still frees everything
 #: without a cycle at once (the states have none); only cyclic garbage waits
 #: longer, so memory is not what this trades.  A full collection scans every
-#: live state: 115-145 ms each, twice a minute at 2,000 events/s, and the
-#: longest pauses in the latency tail; the third threshold makes them about
-#: ten times rarer (ingest to alert at 2,000 events/s, two runs each: p99
-#: 180 / 204 ms and max 232 / 265 ms, against 191 / 324 ms and 368 / 389 ms).
+#: live state and makes the longest pauses in the latency tail; the third
+#: threshold makes them much rarer.
 GC_THRESHOLDS = (20_000, 50, 1000)
 
 
-def run_worker(create_topics: bool = True) -> None:
+def run_worker(create_topics: bool = True, settings: Settings | None = None) -> None:
+    """Run a worker built from ``settings`` (default: the environment's) until stopped."""
     from ..engine import logs
-    from ..kafka.app import app, settings
     from ..kafka.brokerwatch import Watch, preflight
-    from ..kafka.tables import customer_to_state
-    from . import web  # noqa: F401  registers agents, timer, tables, views
+    from ..kafka.worker import build_worker
+    from .web import mount_web
+
+    if settings is None:
+        settings = from_env()
+    built = build_worker(settings)
+    mount_web(built)
+    app, customer_to_state = built.app, built.table
 
     logs.setup(settings.log_level, settings.log_format)
     # Before the topics are created: a changelog that is gone is the clearest
@@ -51,8 +55,8 @@ def run_worker(create_topics: bool = True) -> None:
     @app.task  # type: ignore[untyped-decorator]
     async def _quiet_root_logger() -> None:
         # The worker leaves the root logger at DEBUG whatever its own level,
-        # so every debug call in aiokafka's hot path builds a record; at the
-        # configured level this measured 20-40% faster.
+        # so every debug call in aiokafka's hot path builds a record: at the
+        # configured level the worker runs markedly faster.
         logging.getLogger().setLevel(settings.log_level.upper())
         logs.setup(settings.log_level, settings.log_format)
         logs.quiet_repeats()

@@ -1,3 +1,5 @@
-"""The Kafka and Faust adapter: the app, its transport and agents, topics, tables and changelog,
-the client factory, topic administration, the broker watch and the embedded broker.
+"""The Kafka and Faust adapter: the worker's builder, the app, the one module that
+reaches into Faust's private API, agents, topics, tables and changelog, the
+Prometheus sensor, the client factory, topic administration, the broker watch
+and the embedded broker.
 """

@@ -23,6 +23,8 @@ from typing import Any
 
 from faust.types import TP
 
+from .faust_internals import aiokafka_producer
+
 
 class ChangelogWriter:
     """Writes states to a Faust table's store and changelog (see the module doc)."""
@@ -42,7 +44,7 @@ class ChangelogWriter:
         for key, value in items:
             store[key] = value
         topic = self.table.changelog_topic.get_topic_name()
-        producer = self.table.app.producer._ensure_producer()  # aiokafka's
+        producer = aiokafka_producer(self.table.app.producer)
         sent: list[tuple[Awaitable[Any], int]] = []
         batch, count = producer.create_batch(), 0
         for key, value in items:

@@ -13,7 +13,6 @@ from faust.types.auth import CredentialsT
 from yarl import URL
 
 from ..core.settings import Settings, ssl_context
-from . import transport
 
 
 def broker_credentials(s: Settings) -> CredentialsT | None:
@@ -50,7 +49,6 @@ def faust_environment() -> dict[str, str]:
 
 
 def app_options(s: Settings) -> dict[str, Any]:
-    transport.FETCH_MAX_WAIT_MS = s.fetch_max_wait_ms
     options: dict[str, Any] = dict(
         broker=[u if "://" in u else "kafka://" + u for u in s.broker_url.split(";")],
         store=s.store,

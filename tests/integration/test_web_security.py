@@ -97,10 +97,12 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         # What the worker's web server serves, from the app built as the worker builds it.
         out = subprocess.run(
             [sys.executable, "-c", "import json\n"
-             "from stream_app.kafka import agents\n"
-             "from stream_app.engine import logs\n"
+             "from stream_app.core.settings import from_env\n"
              "from stream_app.interfaces import web\n"
-             "print(json.dumps(web.served_routes()))"],
+             "from stream_app.kafka.worker import build_worker\n"
+             "worker = build_worker(from_env())\n"
+             "web.mount_web(worker)\n"
+             "print(json.dumps(web.served_routes(worker)))"],
             env=worker_env(workers[0]), capture_output=True, text=True, check=True)
         routes = [(method, path) for method, path in json.loads(out.stdout.splitlines()[-1])]
         logs = [work / f"worker-{i}.log" for i in range(2)]

@@ -17,6 +17,7 @@ from aiokafka.record.memory_records import MemoryRecords
 from faust.types import TP
 
 from stream_app.kafka.changelog import ChangelogWriter
+from stream_app.kafka.faust_internals import encoded_batch
 
 TOPIC = "churnwatch-customer_to_state-changelog"
 
@@ -46,7 +47,7 @@ class Broker:
         return self.producer.create_batch()
 
     async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
-        records = MemoryRecords(bytes(batch._build())).next_batch()
+        records = MemoryRecords(encoded_batch(batch)).next_batch()
         decoded = [(r.key, r.value) for r in records]
         self.batches.append((topic, partition, decoded))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -6,7 +6,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP, Message
 from prometheus_client import CollectorRegistry
 
-from stream_app.interfaces.web import LeanPrometheusMonitor
+from stream_app.kafka.monitor import LeanPrometheusMonitor
 
 
 def _monitor() -> tuple[LeanPrometheusMonitor, CollectorRegistry]:

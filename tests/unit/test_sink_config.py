@@ -75,7 +75,7 @@ def test_the_command_fails_at_start_up_with_one_line(capsys: pytest.CaptureFixtu
 def test_secrets_come_from_files(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("s3cret\n")
     (tmp_path / "empty").write_text("")
-    args = cli._parser().parse_args(["sink", "webhook", URL, "--secret-file",
+    args = cli.build_parser().parse_args(["sink", "webhook", URL, "--secret-file",
                                      str(tmp_path / "secret"), "--header", "X-A: 1"])
     s = command.sink_settings(args, {})
     assert s.sink_secret == "s3cret" and s.headers == {"X-A": "1"}

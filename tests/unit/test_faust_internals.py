@@ -1,0 +1,434 @@
+"""The adapter over Faust's and aiokafka's private API, against the installed Faust.
+
+A real app and its (unstarted) tuned consumer; only what talks to a broker
+is faked: the aiokafka consumer under Faust's, Faust's ``seek_to_committed``
+and ``getmany``, and seeks.  Faust's own ``perform_seek`` runs for real, so
+the committed and read offsets the adapter relies on are the ones Faust
+records.  Where the adapter restates Faust code (the fetch loop), the test
+pins the source it was written against: a Faust upgrade that changes it
+fails here and names the file to revisit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import inspect
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from faust.exceptions import ConsumerNotStarted
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.streams import current_event
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP, Message
+from prometheus_client import CollectorRegistry
+
+from stream_app.core.settings import Settings
+from stream_app.kafka import faust_internals
+from stream_app.kafka.app import ChurnwatchApp
+from stream_app.kafka.faust_config import app_options
+from stream_app.kafka.faust_internals import TunedConsumer, TunedTransport
+from stream_app.kafka.monitor import LeanPrometheusMonitor, install_monitor
+
+PURCHASES = TP("purchases", 0)
+CONTACTS = TP("contacts", 0)
+OTHER = TP("purchases", 1)
+
+#: Faust's code that :class:`TunedConsumer` restates or wraps, as it was
+#: read when the adapter was written (sha256 of the source, first 16 digits).
+PINNED = {
+    "faust.transport.consumer.Consumer._drain_messages": "44a2500309e83c63",
+    "faust.transport.consumer.Consumer.perform_seek": "0e8c130ff4b0afd8",
+    "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer":
+        "c2701bfc3e6f6cad",
+}
+
+
+def _source_digest(dotted: str) -> str:
+    module, cls, name = dotted.rsplit(".", 2)
+    owner = {"faust.transport.consumer.Consumer": faust_consumer.Consumer,
+             "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread":
+                 driver.AIOKafkaConsumerThread}[f"{module}.{cls}"]
+    return hashlib.sha256(inspect.getsource(getattr(owner, name)).encode()).hexdigest()[:16]
+
+
+def test_the_faust_code_the_adapter_restates_is_the_code_it_was_written_against() -> None:
+    changed = {name for name, digest in PINNED.items() if _source_digest(name) != digest}
+    assert not changed, (
+        f"Faust changed {sorted(changed)}: compare with stream_app/kafka/faust_internals.py "
+        "(TunedConsumer), bring it in line, then update PINNED")
+
+
+class FakeClient:
+    """aiokafka's consumer as the adapter reads it: per-partition poll times and marks."""
+
+    def __init__(self, polled: Mapping[TP, float | None], highwaters: Mapping[TP, int]) -> None:
+        self.polled = dict(polled)
+        self.highwaters = dict(highwaters)
+
+    def _assigned(self, tp: TP) -> None:
+        # aiokafka asserts that the partition is assigned.
+        assert tp in self.polled, "not assigned"
+
+    def last_poll_timestamp(self, tp: TP) -> float | None:
+        self._assigned(tp)
+        return self.polled[tp]
+
+    def highwater(self, tp: TP) -> int | None:
+        self._assigned(tp)
+        return self.highwaters.get(tp)
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[ChurnwatchApp]:
+    settings = Settings().with_overrides(store="memory://", broker_profile="local",
+                                         data_dir=str(tmp_path), app_id="internals-test",
+                                         fetch_max_wait_ms=7)
+    # This test's loop: mode otherwise takes whichever loop is current, which
+    # another test may have left behind.
+    app = ChurnwatchApp(settings.app_id, fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                        loop=asyncio.get_running_loop(), **app_options(settings))
+    app.batched_topics = frozenset({"purchases", "contacts"})
+    yield app
+
+
+@pytest.fixture
+async def consumer(app: ChurnwatchApp) -> TunedConsumer:
+    # Made in the test's loop, as the worker makes it in its own (mode binds
+    # a service to the loop current when it is made).
+    consumer = app.tuned_consumer
+    assert isinstance(app.transport, TunedTransport)
+    assert consumer.loop is app.loop
+    return consumer
+
+
+def _attach(consumer: TunedConsumer, client: Any) -> None:
+    """Give the consumer thread an aiokafka consumer, as its start would."""
+    consumer._thread._consumer = client  # noqa: SLF001 what the thread's start sets
+
+
+class Seeks:
+    """Faust's seeks, recorded: ``seek_to_committed`` answers with ``committed``."""
+
+    def __init__(self, consumer: TunedConsumer, committed: Mapping[TP, int],
+                 assigned: set[TP], earliest: Mapping[TP, int] | None = None) -> None:
+        self.consumer = consumer
+        self.committed = dict(committed)
+        self.sought: list[tuple[TP, int]] = []
+        self.seeking_seen: list[tuple[bool, bool]] = []
+        consumer.seek_to_committed = self.seek_to_committed  # type: ignore[method-assign]
+        consumer.seek = self.seek  # type: ignore[method-assign]
+        consumer.assignment = lambda: set(assigned)  # type: ignore[method-assign]
+        consumer.earliest_offsets = self.earliest_offsets  # type: ignore[method-assign]
+        self.earliest = dict(earliest or {})
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        # What the consumer says while Faust's seek is running.
+        self.seeking_seen.append((self.consumer.seeking, self.consumer.positioned()))
+        return self.committed
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.sought.append((tp, offset))
+
+    async def earliest_offsets(self, *partitions: TP) -> Mapping[TP, int]:
+        return {tp: self.earliest[tp] for tp in partitions}
+
+
+# -- the aiokafka consumer, and its fetch setting ------------------------------
+
+
+async def test_the_client_is_the_threads_aiokafka_consumer_once_started(
+        consumer: TunedConsumer) -> None:
+    with pytest.raises(ConsumerNotStarted):
+        consumer.client()
+    client = FakeClient({}, {})
+    _attach(consumer, client)
+    assert consumer.client() is client
+
+
+async def test_the_worker_consumer_gets_the_configured_fetch_wait(
+        app: ChurnwatchApp, consumer: TunedConsumer) -> None:
+    thread = consumer._thread  # noqa: SLF001 the thread the consumer made
+    built = thread._create_worker_consumer(app.transport)  # noqa: SLF001 Faust's builder
+    assert isinstance(built, AIOKafkaConsumer)
+    # aiokafka's fetcher is built from this attribute when the consumer starts.
+    assert built._fetch_max_wait_ms == 7  # noqa: SLF001 aiokafka's setting
+
+
+# -- the settled high-water mark -----------------------------------------------
+
+
+async def test_settled_highwater_waits_for_a_fetch_as_fresh_as_the_siblings(
+        consumer: TunedConsumer) -> None:
+    client = FakeClient({PURCHASES: 10.0, CONTACTS: 12.0, OTHER: None},
+                        {PURCHASES: 40, CONTACTS: 7, OTHER: 3})
+    _attach(consumer, client)
+    # Older than the contacts' newest fetch: it may be out of date.
+    assert consumer.settled_highwater(PURCHASES, [CONTACTS]) is None
+    # Fetched since: the mark counts.
+    client.polled[PURCHASES] = 12.0
+    assert consumer.settled_highwater(PURCHASES, [CONTACTS]) == 40
+    assert consumer.settled_highwater(CONTACTS, [PURCHASES]) == 7
+    # Never fetched: unknown.
+    assert consumer.settled_highwater(OTHER, []) is None
+    # Not assigned (a rebalance under way): unknown, not an error.
+    assert consumer.settled_highwater(TP("purchases", 9), [PURCHASES]) is None
+
+
+async def test_settled_highwater_before_the_start_says_not_started(
+        consumer: TunedConsumer) -> None:
+    with pytest.raises(ConsumerNotStarted):
+        consumer.settled_highwater(PURCHASES, [CONTACTS])
+
+
+# -- positioned ----------------------------------------------------------------
+
+
+async def test_positioned_once_fausts_seek_of_this_generation_is_done(
+        app: ChurnwatchApp, consumer: TunedConsumer) -> None:
+    app.consumer_generation_id = 3
+    seeks = Seeks(consumer, committed={PURCHASES: 5, CONTACTS: 2}, assigned={PURCHASES, CONTACTS})
+    assert not consumer.positioned()
+    await consumer.perform_seek()
+    # During Faust's seek: seeking, not positioned.  After: positioned.
+    assert seeks.seeking_seen == [(True, False)]
+    assert consumer.positioned() and not consumer.seeking
+    # Faust recorded the commits the adapter reads.
+    assert consumer.committed_offset(PURCHASES) == 5
+    assert consumer.committed_offset(OTHER) is None
+    # Every partition had a commit: Faust's seek is the only one.
+    assert seeks.sought == []
+    # A new generation (a rebalance): not positioned until its own seek.
+    app.consumer_generation_id = 4
+    assert not consumer.positioned()
+    await consumer.perform_seek()
+    assert consumer.positioned()
+
+
+async def test_a_failed_seek_leaves_the_consumer_unpositioned(
+        app: ChurnwatchApp, consumer: TunedConsumer) -> None:
+    app.consumer_generation_id = 1
+
+    async def broken() -> Mapping[TP, int]:
+        raise RuntimeError("broker gone")
+
+    Seeks(consumer, committed={}, assigned={PURCHASES})
+    consumer.seek_to_committed = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await consumer.perform_seek()
+    assert not consumer.seeking and not consumer.positioned()
+
+
+async def test_batched_partitions_without_a_commit_are_read_from_the_start(
+        app: ChurnwatchApp, consumer: TunedConsumer) -> None:
+    app.consumer_generation_id = 1
+    clock = TP("clock", 0)
+    seeks = Seeks(consumer, committed={PURCHASES: 5}, assigned={PURCHASES, CONTACTS, clock},
+                  earliest={CONTACTS: 0})
+    await consumer.perform_seek()
+    # Contacts had no commit; the clock topic is not batched, Faust's alone.
+    assert seeks.sought == [(CONTACTS, 0)]
+
+
+# -- dropped and read again ----------------------------------------------------
+
+
+async def test_dropped_keeps_the_first_offset_per_partition_and_generation(
+        app: ChurnwatchApp, consumer: TunedConsumer) -> None:
+    app.consumer_generation_id = 1
+    for tp, offset in ((PURCHASES, 10), (PURCHASES, 7), (PURCHASES, 9), (CONTACTS, 3)):
+        consumer.note_dropped(tp, offset)
+    assert consumer.rewind == {PURCHASES: 7, CONTACTS: 3}
+    # Dropped in a new generation: the old generation's are covered by its seek.
+    app.consumer_generation_id = 2
+    consumer.note_dropped(PURCHASES, 20)
+    assert consumer.rewind == {PURCHASES: 20} and consumer.rewind_generation == 2
+
+
+async def test_rewind_seeks_back_to_the_first_dropped_never_past_the_commit(
+        app: ChurnwatchApp, consumer: TunedConsumer) -> None:
+    app.consumer_generation_id = 1
+    seeks = Seeks(consumer, committed={PURCHASES: 5, CONTACTS: 2},
+                  assigned={PURCHASES, CONTACTS})
+    await consumer.perform_seek()
+    consumer.note_dropped(PURCHASES, 7)  # after the commit: from 7
+    consumer.note_dropped(CONTACTS, 1)  # before the commit: from where it was dropped
+    consumer.note_dropped(OTHER, 4)  # no longer assigned: nothing
+    await consumer.rewind_dropped()
+    assert sorted(seeks.sought) == [(CONTACTS, 1), (PURCHASES, 5)]
+    assert consumer.rewind is None
+
+
+async def test_rewind_of_an_older_generation_is_left_to_the_new_seek(
+        app: ChurnwatchApp, consumer: TunedConsumer) -> None:
+    app.consumer_generation_id = 1
+    seeks = Seeks(consumer, committed={PURCHASES: 5}, assigned={PURCHASES})
+    consumer.note_dropped(PURCHASES, 7)
+    app.consumer_generation_id = 2
+    await consumer.rewind_dropped()
+    assert seeks.sought == [] and consumer.rewind is None
+
+
+# -- the fetch loop ------------------------------------------------------------
+
+
+def _message(tp: TP, offset: int) -> Message:
+    return Message(tp.topic, tp.partition, offset, 0.0, 0, None, b"k", b"v", None, 1, 1, tp)
+
+
+class Fetches:
+    """Faust's ``getmany``: one fetch per call; the fetcher stops after the last."""
+
+    def __init__(self, consumer: TunedConsumer, *fetches: list[Message]) -> None:
+        self.fetches = list(fetches)
+        self.stopped = asyncio.Event()
+        self._stopped = self.stopped  # the fetcher's flag, as Faust's loop reads it
+        consumer.getmany = self.getmany  # type: ignore[method-assign]
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        for message in self.fetches.pop(0):
+            yield message.tp, message
+        if not self.fetches:
+            self.stopped.set()
+
+
+async def _drain(consumer: TunedConsumer, fetcher: Fetches) -> None:
+    await consumer._drain_messages(fetcher)  # noqa: SLF001 Faust's fetch loop, overridden
+
+
+@pytest.fixture
+def handed(app: ChurnwatchApp, consumer: TunedConsumer) -> list[dict[TP, list[int]]]:
+    batches: list[dict[TP, list[int]]] = []
+
+    async def handler(batch: Mapping[TP, list[Message]]) -> None:
+        batches.append({tp: [m.offset for m in ms] for tp, ms in batch.items()})
+
+    app.batch_handler = handler
+    return batches
+
+
+async def test_the_fetch_loop_hands_over_a_fetch_grouped_by_partition(
+        app: ChurnwatchApp, consumer: TunedConsumer,
+        handed: list[dict[TP, list[int]]]) -> None:
+    app.consumer_generation_id = 1
+    Seeks(consumer, committed={PURCHASES: 3, CONTACTS: 1}, assigned={PURCHASES, CONTACTS})
+    await consumer.perform_seek()
+    seen_by_faust: list[int] = []
+
+    async def callback(message: Message) -> None:  # Faust's path, for other topics
+        seen_by_faust.append(message.offset)
+
+    consumer.callback = callback
+    clock = TP("clock", 0)
+    fetcher = Fetches(consumer,
+                      [_message(PURCHASES, 2), _message(PURCHASES, 3), _message(CONTACTS, 1),
+                       _message(PURCHASES, 4), _message(clock, 8)],
+                      [_message(PURCHASES, 3), _message(PURCHASES, 5)])
+    await _drain(consumer, fetcher)
+    # Offset 2 is before the position Faust sought to; 3 came twice, taken once.
+    assert handed == [{PURCHASES: [3, 4], CONTACTS: [1]}, {PURCHASES: [5]}]
+    assert seen_by_faust == [8]
+    assert consumer.rewind is None
+
+
+async def test_the_fetch_loop_drops_what_comes_before_the_consumer_is_positioned(
+        app: ChurnwatchApp, consumer: TunedConsumer,
+        handed: list[dict[TP, list[int]]]) -> None:
+    app.consumer_generation_id = 1
+    seeks = Seeks(consumer, committed={PURCHASES: 3}, assigned={PURCHASES})
+    fetcher = Fetches(consumer, [_message(PURCHASES, 6), _message(PURCHASES, 7)])
+    await _drain(consumer, fetcher)
+    assert handed == [] and consumer.rewind == {PURCHASES: 6}
+    # Once positioned, the next round of the loop seeks back to the first dropped.
+    await consumer.perform_seek()
+    fetcher = Fetches(consumer, [_message(PURCHASES, 3)])
+    await _drain(consumer, fetcher)
+    assert (PURCHASES, 3) in seeks.sought and consumer.rewind is None
+    assert handed == [{PURCHASES: [3]}]
+
+
+async def test_the_fetch_loop_counts_a_fetch_at_once_with_the_lean_monitor(
+        app: ChurnwatchApp, consumer: TunedConsumer,
+        handed: list[dict[TP, list[int]]]) -> None:
+    monitor = install_monitor(app, CollectorRegistry())
+    app.sensors.add(monitor)  # as the app's start does
+    app.consumer_generation_id = 1
+    Seeks(consumer, committed={PURCHASES: 3}, assigned={PURCHASES})
+    await consumer.perform_seek()
+    fetcher = Fetches(consumer, [_message(PURCHASES, 3), _message(PURCHASES, 4)])
+    await _drain(consumer, fetcher)
+    assert handed == [{PURCHASES: [3, 4]}]
+    assert monitor.messages_received_total == 2 and monitor.tp_read_offsets == {PURCHASES: 4}
+
+
+async def test_without_a_handler_the_fetch_loop_is_fausts(
+        app: ChurnwatchApp, consumer: TunedConsumer) -> None:
+    assert app.batch_handler is None
+    seen: list[int] = []
+
+    async def callback(message: Message) -> None:
+        seen.append(message.offset)
+
+    consumer.callback = callback
+    fetcher = Fetches(consumer, [_message(PURCHASES, 0), _message(PURCHASES, 1)])
+    await _drain(consumer, fetcher)
+    assert seen == [0, 1]
+
+
+# -- events, producers, batches, metrics ---------------------------------------
+
+
+async def test_processing_makes_the_event_current_and_puts_back_the_one_before(
+        app: ChurnwatchApp) -> None:
+    first = faust_internals.event_for(app, _message(PURCHASES, 1))
+    second = faust_internals.event_for(app, _message(CONTACTS, 2))
+    assert first.message.offset == 1 and first.app is app
+    assert current_event() is None
+    with faust_internals.processing(first):
+        assert current_event() is first
+        with faust_internals.processing(second):
+            assert current_event() is second
+        assert current_event() is first
+    assert current_event() is None
+
+
+def test_fausts_current_event_is_still_a_context_variable() -> None:
+    from faust import streams
+
+    variable = streams._current_event  # noqa: SLF001 what processing() sets
+    assert isinstance(variable, contextvars.ContextVar)
+
+
+async def test_the_aiokafka_producer_under_fausts(app: ChurnwatchApp) -> None:
+    with pytest.raises(Exception, match="not"):  # not started: Faust says so
+        faust_internals.aiokafka_producer(app.producer)
+
+    class Started:
+        client = object()
+
+        def _ensure_producer(self) -> object:
+            return self.client
+
+    started = Started()
+    assert faust_internals.aiokafka_producer(started) is started.client  # type: ignore[arg-type]
+
+
+def test_a_prometheus_monitors_metrics() -> None:
+    metrics = FaustMetrics.create(CollectorRegistry(), "t")
+    assert faust_internals.prometheus_metrics(PrometheusMonitor(metrics=metrics)) is metrics
+
+
+async def test_install_monitor_keeps_fausts_metrics_under_the_lean_monitor(
+        app: ChurnwatchApp) -> None:
+    registry = CollectorRegistry()
+    monitor = install_monitor(app, registry)
+    assert app.monitor is monitor and isinstance(monitor, LeanPrometheusMonitor)
+    assert isinstance(monitor, faust_internals.FetchSensor)
+    monitor.on_messages_in(PURCHASES, [_message(PURCHASES, 4)])
+    assert registry.get_sample_value("churnwatch_faust_messages_received_total") == 1
