@@ -28,7 +28,7 @@ import pytest
 from stream_app.core.settings import Settings
 from stream_app.kafka.admin import create_topics
 from stream_app.kafka.broker import LocalBroker, free_port
-from stream_app.offline.demo import committed_total, running_worker
+from stream_app.offline.harness import committed_total, running_worker
 from stream_app.offline.synthetic import Population, generate
 
 from .conftest import produce_population
