@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import faults, latency, memory, scaleout, throughput
+from . import faults, latency, memory, peer, scaleout, throughput
 from .common import Figure, WorkerFailed, log, machine_info, markdown_table
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[Figure]]] = {
@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[Figure]]] = {
     "memory": memory.run,
     "scaleout": scaleout.run,
     "faults": faults.run,
+    "peer": peer.run,
 }
 
 #: --quick: a smoke run of all benchmarks in a few minutes.
@@ -84,6 +85,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help=f"faults: events in the burst (default {FULL['burst_events']:,})")
     p.add_argument("--kills", type=int, default=3,
                    help="faults: SIGKILLs of the worker mid-stream")
+    p.add_argument("--peer-python", type=Path, metavar="PYTHON",
+                   help="peer: the Python that runs the quix-streams job (one with "
+                        "quixstreams installed, e.g. a separate virtualenv's); "
+                        "default this one")
     p.add_argument("--out", type=Path, help="also write the results to this JSON file")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="throughput: sample the worker with py-spy (if installed) into "
