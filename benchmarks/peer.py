@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stream_app.offline.demo import committed_total
+from stream_app.offline.harness import committed_total
 from stream_app.offline.synthetic import generate
 
 from .common import (
