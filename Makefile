@@ -4,6 +4,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Debian's headless Chromium and its driver, for the console's browser test.
+BROWSER := /usr/bin/chromium /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench clean
 
@@ -11,19 +14,19 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 demo: $(STAMP)
 	$(VENV)/bin/churnwatch demo --serve
 
-test: $(STAMP)
+test: $(STAMP) $(BROWSER)
 	$(VENV)/bin/python -m pytest
 
 # The benchmark suite (figures, not tests): make bench BENCH_ARGS="--quick"
 bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
 
+$(BROWSER):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		chromium chromium-driver
+
 $(STAMP): pyproject.toml
-	@# The console's browser test drives Debian's headless Chromium (CI runs as root).
-	if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
-			--no-install-recommends chromium chromium-driver; \
-	fi
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
