@@ -1,6 +1,6 @@
 # The two commands of the README.  Each sets itself up on a fresh machine:
 # a virtual environment in .venv with the project and its test tools, and
-# Chromium for the console's browser test.
+# for the tests, Chromium for the console's browser test.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
