@@ -26,7 +26,7 @@ from faust.tables.manager import TableManager
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from ..core.alerting import iso
-from ..core.decoding import parse_ts
+from ..core.decoding import BadTimestamp, parse_event_time
 from ..core.records import asdict
 from ..core.report import report
 from ..kafka import brokerwatch
@@ -147,14 +147,15 @@ def mount_web(worker: Worker) -> None:
     async def alerts(view: web.View, request: web.Request) -> web.Response:
         """This worker's latest alerts, oldest first: ``?since=ISO-8601&limit=N``."""
         since_text = request.query.get("since")
-        since = parse_ts(since_text) if since_text else 0.0
-        if isinstance(since, str):
-            return _error(view, 400, f"since: {since}")
+        try:
+            since = parse_event_time(since_text) if since_text else 0.0
+        except BadTimestamp as exc:
+            return _error(view, 400, f"since: {exc}")
         try:
             limit = max(1, min(1000, int(request.query.get("limit", "100"))))
         except ValueError:
             return _error(view, 400, "limit must be a whole number")
-        chosen = [a for a in processor.recent_alerts if float(parse_ts(a.ts)) >= since]
+        chosen = [a for a in processor.recent_alerts if parse_event_time(a.ts) >= since]
         # Exactly as published on the alerts topic (the churn-alerts schema).
         page: list[Any] = [asdict(a) for a in chosen[:limit]]
         return view.json({"alerts": page, "more": len(chosen) > limit, "as_of": iso(time.time())})

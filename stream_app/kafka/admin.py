@@ -104,8 +104,7 @@ def create_topics(s: Settings, timeout: float = WORKER_TIMEOUT) -> list[str]:
 
 def roles(s: Settings) -> dict[str, str]:
     """Topic name -> what churnwatch uses it for."""
-    return {s.topic_purchases: "input", s.topic_contacts: "input",
-            s.topic_complaints: "input", s.topic_feedback: "input",
+    return {**{topic: "input" for topic in s.kind_by_topic()},
             s.topic_alerts: "output: alerts", s.topic_dead_letters: "output: dead letters",
             s.clock_topic: "internal: idle clock",
             s.state_changelog_topic: "internal: state changelog, created compacted"}
