@@ -130,6 +130,12 @@ class Applier:
         fitting = self.policy.model.fit
         if fitting:
             await self.models.refit_if_due(partition, now)
+            # The fit runs in a thread: meanwhile a flush round may have let
+            # this state go from the cache (it was written and unchanged), and
+            # an event applied to a state the cache no longer holds would be
+            # lost with it.
+            if self.states.get(cid) is not state:
+                self.states[cid] = state
         if state.first_ts == 0.0:
             self.cache.customers += 1
             metrics.CUSTOMERS.set(self.cache.customers)

@@ -4,6 +4,7 @@ the table, the same after a restart and on a replay."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 
 import orjson
@@ -13,6 +14,7 @@ from stream_app.core.model import Cells
 from stream_app.core.policy import Policy
 from stream_app.core.scoring import risk_score
 from stream_app.core.signals import EVALUATORS
+from stream_app.engine.partition_model import Models
 from stream_app.engine.processing import MODEL_PREFIX, Processor, model_key, purchase_cell
 from stream_app.offline.synthetic import generate
 
@@ -27,14 +29,15 @@ def _messages() -> list[tuple[str, int, int, bytes, bytes]]:
     return messages(generate(customers=160, days=400, seed=21))
 
 
-def _run(table: dict[bytes, bytes], msgs: list[tuple[str, int, int, bytes, bytes]]
-         ) -> Processor:
+def _run(table: dict[bytes, bytes], msgs: list[tuple[str, int, int, bytes, bytes]],
+         before: Callable[[Processor], object] = lambda proc: None) -> Processor:
     out = Outputs()
     ends: dict[tuple[str, int], int] = {}
     for topic, part, off, _, _ in msgs:
         ends[(topic, part)] = off + 1
     proc = Processor(table, FITTING, out.send_alert, out.send_dead, KINDS,
                      backlog=lambda t, p, o: o + 1 < ends.get((t, p), 0), wall=lambda: 1.8e9)
+    before(proc)
 
     async def go() -> None:
         for m in msgs:
@@ -104,3 +107,26 @@ def test_a_restart_scores_with_the_same_numbers_and_a_replay_fits_the_same(
     for part in range(PARTITIONS):
         assert replayed.policy_for(part) == proc.policy_for(part)
         assert replayed.models[part].fitted_at == proc.models[part].fitted_at
+
+
+def test_a_state_let_go_from_the_cache_during_a_fit_loses_no_event(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fit runs in a thread; a flush round may trim the cache meanwhile."""
+    msgs = _messages()
+    table: dict[bytes, bytes] = {}
+    _run(table, msgs)
+    real = Models.refit_if_due
+    processors: list[Processor] = []
+
+    async def refit_and_trim(self: Models, partition: int, now: float) -> None:
+        await real(self, partition, now)
+        proc = processors[-1]
+        dirty = set().union(*(w.dirty for w in proc.parts.values()))
+        for cid in [c for c in proc.cache if c not in dirty]:
+            del proc.cache[cid]  # as the trim of a flush round does
+
+    monkeypatch.setattr(Models, "refit_if_due", refit_and_trim)
+    trimmed: dict[bytes, bytes] = {}
+    _run(trimmed, msgs, before=processors.append)
+    customers = [k for k in table if not k.startswith(b"\x00")]
+    assert customers and all(trimmed[k] == table[k] for k in customers)
