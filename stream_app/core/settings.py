@@ -185,22 +185,27 @@ def env_name(field_name: str) -> str:
 
 
 def _convert(name: str, raw: str, default: Any) -> Any:
+    return convert_value(env_name(name), raw, default)
+
+
+def convert_value(where: str, raw: str, default: Any) -> Any:
+    """A variable's text as the type of its default; a bad one names ``where``."""
     if isinstance(default, bool):
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
         if raw.lower() in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{env_name(name)}={raw!r}: expected true or false")
+        raise ConfigError(f"{where}={raw!r}: expected true or false")
     if isinstance(default, int):
         try:
             return int(raw)
         except ValueError:
-            raise ConfigError(f"{env_name(name)}={raw!r}: expected a whole number") from None
+            raise ConfigError(f"{where}={raw!r}: expected a whole number") from None
     if isinstance(default, float):
         try:
             return float(raw)
         except ValueError:
-            raise ConfigError(f"{env_name(name)}={raw!r}: expected a number") from None
+            raise ConfigError(f"{where}={raw!r}: expected a number") from None
     return raw
 
 

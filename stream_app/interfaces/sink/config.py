@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...core.settings import PREFIX, ConfigError
+from ...core.settings import PREFIX, ConfigError, convert_value
 
 SINK_PREFIX = PREFIX + "SINK_"
 FORMATS = ("raw", "braze", "hubspot", "slack")
@@ -100,26 +100,6 @@ def is_sink_variable(name: str) -> bool:
     return name.startswith(SINK_PREFIX)
 
 
-def _convert(where: str, raw: str, default: Any) -> Any:
-    if isinstance(default, bool):
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{where}={raw!r}: expected true or false")
-    if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{where}={raw!r}: expected a whole number") from None
-    if isinstance(default, float):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(f"{where}={raw!r}: expected a number") from None
-    return raw
-
-
 def from_env(environ: Mapping[str, str],
              options: Mapping[str, Any] | None = None) -> SinkSettings:
     """The sink's settings: ``options`` (field -> value, None: not given) over
@@ -139,7 +119,7 @@ def from_env(environ: Mapping[str, str],
     sources: dict[str, str] = {}
     for key, f in known.items():
         if key in environ:
-            values[f.name] = _convert(key, environ[key].strip(), f.default)
+            values[f.name] = convert_value(key, environ[key].strip(), f.default)
             sources[f.name] = key
     for name, value in (options or {}).items():
         if value is not None:
