@@ -5,7 +5,8 @@ Schema checks run offline: Kubernetes objects against the schemas bundled in
 vendored in ``check-jsonschema``, every YAML file through ``yamllint`` (which,
 unlike a YAML parser, rejects duplicate keys).  The rest checks what a schema
 cannot: probes on the right paths, the state volume where the data dir is,
-every ``CHURNWATCH_*`` name a real setting, peers able to route to each pod.
+every ``CHURNWATCH_*`` name a real setting, peers able to route to each pod,
+the console and the webhook sink started as their commands expect.
 """
 
 from __future__ import annotations
@@ -27,13 +28,18 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from stream_app.core.policy import load_policy
-from stream_app.core.settings import Settings, env_name, from_env
+from stream_app.core.settings import ConfigError, Settings, env_name, from_env
 from stream_app.engine import metrics
+from stream_app.interfaces.console import server as console_server
+from stream_app.interfaces.sink import config as sink_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"
 COMPOSE = DEPLOY / "docker-compose.yml"
 SETTING_NAMES = {env_name(f.name) for f in fields(Settings)}
+#: The sink's own variables (``CHURNWATCH_SINK_*``), as its config defines them.
+SINK_SETTING_NAMES = {sink_config.env_name(f.name) for f in fields(sink_config.SinkSettings)}
+SINK_SECRET_NAMES = {sink_config.env_name(n) for n in sink_config.SECRETS}
 #: Oldest Kubernetes release we claim to support, and the newest bundled.
 K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 
@@ -100,6 +106,16 @@ def worker_container() -> dict[str, Any]:
     return dict(c)
 
 
+def deployment_container(name: str) -> dict[str, Any]:
+    (c,) = one("Deployment", name)["spec"]["template"]["spec"]["containers"]
+    return dict(c)
+
+
+def option(args: list[str], name: str) -> str:
+    """The value after ``name`` in a command line."""
+    return args[args.index(name) + 1]
+
+
 # --- syntax and schemas ---------------------------------------------------------
 
 
@@ -146,7 +162,8 @@ def test_compose_file_matches_the_compose_spec(tmp_path: Path) -> None:
 def test_manifests_match_the_kubernetes_schemas(version: str) -> None:
     objects = k8s_objects()
     assert {o["kind"] for o in objects} >= {
-        "StatefulSet", "Service", "ConfigMap", "Job", "PodDisruptionBudget", "Secret"}
+        "StatefulSet", "Deployment", "Service", "ConfigMap", "Job", "PodDisruptionBudget",
+        "Secret"}
     for o in objects:
         # strict: unknown fields (a misspelt key) are errors too.
         kubernetes_validate.validate(o, version, strict=True)
@@ -237,24 +254,35 @@ def test_dashboard_uses_only_exported_metrics() -> None:
 
 
 def test_every_churnwatch_name_is_a_setting() -> None:
-    used = set(dockerfile_env())
-    for service in compose()["services"].values():
-        used |= set(service.get("environment", {}))
-    used |= set(config_data())
-    for _, pod in workloads():
+    # (where, names): the sink's CHURNWATCH_SINK_* variables are its own
+    # settings, valid only where the sink runs; the others refuse them.
+    places: list[tuple[str, set[str]]] = [("Dockerfile", set(dockerfile_env())),
+                                          ("ConfigMap", set(config_data()))]
+    for name, service in compose()["services"].items():
+        places.append((f"compose {name}", set(service.get("environment", {}))))
+    for name, pod in workloads():
         for c in pod["containers"]:
-            used |= {e["name"] for e in c.get("env", [])}
-    churnwatch = {n for n in used if n.startswith("CHURNWATCH_")}
-    assert {"CHURNWATCH_DATA_DIR", "CHURNWATCH_SASL_PASSWORD"} <= churnwatch
-    assert churnwatch <= SETTING_NAMES, churnwatch - SETTING_NAMES
+            places.append((name, {e["name"] for e in c.get("env", [])}))
+    sinks = {"compose sink", "churnwatch-sink"}
+    assert sinks <= {where for where, _ in places}
+    used: set[str] = set()
+    for where, names in places:
+        churnwatch = {n for n in names if n.startswith("CHURNWATCH_")}
+        allowed = SETTING_NAMES | (SINK_SETTING_NAMES if where in sinks else set())
+        assert churnwatch <= allowed, (where, churnwatch - allowed)
+        used |= churnwatch
+    assert {"CHURNWATCH_DATA_DIR", "CHURNWATCH_SASL_PASSWORD", "CHURNWATCH_SINK_URL"} <= used
+    assert used >= SINK_SECRET_NAMES
 
 
-def pod_environment(pod_name: str, namespace: str) -> dict[str, str]:
-    """The worker's environment as Kubernetes would expand it for one pod."""
+def pod_environment(pod_name: str, namespace: str,
+                    container: dict[str, Any] | None = None) -> dict[str, str]:
+    """A container's environment (the worker's by default) as Kubernetes would
+    expand it for one pod, with the example Secrets."""
     secrets = {(o["metadata"]["name"], k): v for o in k8s_objects() if o["kind"] == "Secret"
                for k, v in o["stringData"].items()}
     env = dict(config_data())
-    for e in worker_container()["env"]:
+    for e in (container or worker_container())["env"]:
         if "value" in e:
             env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], e["value"])
         elif "fieldRef" in e["valueFrom"]:
@@ -351,8 +379,9 @@ def test_every_container_has_requests_and_limits() -> None:
 def test_secrets_come_from_secret_refs_that_the_example_defines() -> None:
     example = {(o["metadata"]["name"], k) for o in k8s_objects() if o["kind"] == "Secret"
                for k in o["stringData"]}
-    secret_settings = {"CHURNWATCH_API_TOKEN", "CHURNWATCH_SASL_USERNAME",
-                       "CHURNWATCH_SASL_PASSWORD"}
+    worker_secrets = {"CHURNWATCH_API_TOKEN", "CHURNWATCH_SASL_USERNAME",
+                      "CHURNWATCH_SASL_PASSWORD"}
+    secret_settings = worker_secrets | SINK_SECRET_NAMES
     assert not secret_settings & set(config_data())
     refs: dict[str, dict[str, tuple[str, str]]] = {}
     for name, pod in workloads():
@@ -362,10 +391,15 @@ def test_secrets_come_from_secret_refs_that_the_example_defines() -> None:
                 if ref:
                     refs.setdefault(name, {})[e["name"]] = (ref["name"], ref["key"])
                 assert e["name"] not in secret_settings or ref, (name, e["name"])
-    assert set(refs["churnwatch"]) == secret_settings
+    assert set(refs["churnwatch"]) == worker_secrets
     # The topic Job talks to the same secured cluster.
     sasl = {k: v for k, v in refs["churnwatch"].items() if "SASL" in k}
     assert refs["churnwatch-topics"] == sasl
+    # The console reads the workers' token (it also sends it on its look-ups).
+    assert refs["churnwatch-console"] == refs["churnwatch"]
+    sink = refs["churnwatch-sink"]
+    assert set(sink) == SINK_SECRET_NAMES | {"CHURNWATCH_SINK_URL"} | set(sasl)
+    assert {k: v for k, v in sink.items() if "SASL" in k} == sasl
     assert {ref for r in refs.values() for ref in r.values()} <= example
 
 
@@ -393,3 +427,102 @@ def test_files_named_in_settings_are_mounted_where_they_are_read() -> None:
                 if "configMap" in source:
                     key = path[len(mount[0]["mountPath"]) + 1:]
                     assert key in maps[source["configMap"]["name"]], (name, setting, key)
+
+
+# --- the console and the webhook sink ------------------------------------------------
+
+
+def test_compose_console_reads_the_workers_settings_and_reaches_a_worker() -> None:
+    services = compose()["services"]
+    console, worker = services["console"], services["worker"]
+    args = console["command"]
+    assert args[0] == "console"
+    assert option(args, "--host") == "0.0.0.0"
+    port = int(option(args, "--port"))
+    assert console["ports"] == [f"{port}:{port}"]
+    assert f"http://127.0.0.1:{port}/health" in console["healthcheck"]["test"][-1]
+    assert "/health" in console_server.OPEN
+    # The worker service's DNS name answers with any replica, on its web port.
+    assert option(args, "--worker-url") == f"http://worker:{worker_settings('worker').web_port}"
+    assert console["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    env, worker_env = console["environment"], worker["environment"]
+    assert {k: v for k, v in worker_env.items() if k != "CHURNWATCH_WEB_PORT"} == env
+    assert worker_settings("console").broker_url == worker_settings("worker").broker_url
+
+
+def test_compose_sink_runs_only_with_its_profile_and_its_settings_validate() -> None:
+    services = compose()["services"]
+    sink = services["sink"]
+    assert sink["profiles"] == ["sink"]
+    assert [n for n, s in services.items() if "profiles" in s] == ["sink"]
+    assert sink["command"] == ["sink", "webhook"]
+    assert sink["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    env = {k: str(v) for k, v in sink["environment"].items()}
+    # The URL and the secrets come from the caller's environment, unset by default.
+    for name in SINK_SECRET_NAMES | {"CHURNWATCH_SINK_URL"}:
+        assert env[name] == f"${{{name}:-}}", name
+    # Unset, the sink refuses to start, naming the variable to set.
+    expanded = {k: re.sub(r"\$\{[^}:]*:-([^}]*)\}", r"\1", v) for k, v in env.items()}
+    with pytest.raises(ConfigError, match="CHURNWATCH_SINK_URL"):
+        sink_config.from_env(expanded)
+    s = sink_config.from_env({**expanded, "CHURNWATCH_SINK_URL": "https://crm.example.com/x"})
+    assert s.sink_format == "raw" and s.sink_metrics_port > 0
+    core = worker_settings("sink")
+    assert core.broker_url == worker_settings("worker").broker_url
+
+
+def test_k8s_console_probes_an_open_route_and_its_service_selects_it() -> None:
+    dep = one("Deployment", "churnwatch-console")
+    c = deployment_container("churnwatch-console")
+    args = c["args"]
+    assert args[0] == "console" and option(args, "--host") == "0.0.0.0"
+    (http,) = c["ports"]
+    assert http["containerPort"] == int(option(args, "--port"))
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = c[probe]["httpGet"]
+        assert get["port"] == http["name"]
+        assert get["path"] in console_server.OPEN, (probe, get["path"])
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    svc = one("Service", "churnwatch-console")
+    assert svc["spec"]["selector"].items() <= labels.items()
+    assert not svc["spec"]["selector"].items() <= one(
+        "StatefulSet")["spec"]["template"]["metadata"]["labels"].items()
+    (port,) = svc["spec"]["ports"]
+    assert port["targetPort"] == http["name"]
+    # Look-ups go to the API service on the workers' port.
+    api = one("Service", "churnwatch")
+    assert option(args, "--worker-url") == (
+        f"http://{api['metadata']['name']}:{api['spec']['ports'][0]['port']}")
+    assert c["image"] == worker_container()["image"]
+    assert c["envFrom"] == worker_container()["envFrom"]
+    # Every console pod must share one token: a made-up one would differ.
+    (token,) = [e for e in c["env"] if e["name"] == "CHURNWATCH_API_TOKEN"]
+    assert token["valueFrom"]["secretKeyRef"].get("optional", False) is False
+    s = from_env({**pod_environment("console-0", "churnwatch", c),
+                  "CHURNWATCH_POLICY_FILE": ""})
+    assert s.api_token
+
+
+def test_k8s_sink_is_one_replica_and_its_settings_validate() -> None:
+    dep = one("Deployment", "churnwatch-sink")
+    assert dep["spec"]["replicas"] == 1
+    c = deployment_container("churnwatch-sink")
+    assert c["args"] == ["sink", "webhook"]
+    assert c["image"] == worker_container()["image"]
+    assert c["envFrom"] == worker_container()["envFrom"]
+    env = pod_environment("sink-0", "churnwatch", c)
+    s = sink_config.from_env(env)
+    assert s.sink_url.startswith("https://")
+    assert s.sink_secret and s.sink_authorization
+    # The core settings ignore the sink's variables, as `churnwatch sink` does.
+    core = {k: v for k, v in env.items() if not sink_config.is_sink_variable(k)}
+    assert from_env({**core, "CHURNWATCH_POLICY_FILE": ""}).uses_sasl
+    (metrics_port,) = c["ports"]
+    assert metrics_port["containerPort"] == s.sink_metrics_port
+    assert c["livenessProbe"]["tcpSocket"]["port"] == metrics_port["name"]
+    ann = dep["spec"]["template"]["metadata"]["annotations"]
+    assert int(ann["prometheus.io/port"]) == s.sink_metrics_port
+    # Without its URL the pod must not start (rather than post to a placeholder).
+    (url,) = [e for e in c["env"] if e["name"] == "CHURNWATCH_SINK_URL"]
+    assert url["valueFrom"]["secretKeyRef"].get("optional", False) is False
