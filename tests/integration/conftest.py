@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +95,14 @@ def produce_population(s: Settings, pop: Population) -> dict[tuple[str, int], in
     return ends
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    work = tmp_path_factory.mktemp("cluster")
+@contextmanager
+def start_cluster(work: Path, app_id: str = "churnwatch-it") -> Iterator[Cluster]:
+    """A broker and a worker of their own, in ``work``, stopped on the way out."""
     with LocalBroker(log_path=work / "broker.log") as broker:
         settings = Settings().with_overrides(
             broker_url=broker.url, broker_profile="local", store="rocksdb://",
             data_dir=str(work / "state"), web_port=free_port(), tick_seconds=1.0,
-            app_id="churnwatch-it", log_level="info",
+            app_id=app_id, log_level="info",
             policy_file=str(Path(__file__).with_name("policy.toml")),
         )
         create_topics(settings)
@@ -110,3 +111,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             yield c
             c.producer.close()
             assert worker.poll() is None, "the worker died during the tests"
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with start_cluster(tmp_path_factory.mktemp("cluster")) as c:
+        yield c

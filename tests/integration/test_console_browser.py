@@ -31,7 +31,7 @@ import pytest
 from stream_app.kafka.broker import free_port
 from stream_app.offline.harness import stop_process, worker_env
 
-from .conftest import WAIT, Cluster
+from .conftest import WAIT, Cluster, start_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 #: CONSOLE_SCREENSHOTS=benchmarks/figures, the README's pictures.
 SCREENSHOTS_ENV = "CONSOLE_SCREENSHOTS"
 TOKEN = "console-test-token"
-#: Later than every other integration story's events (they share the worker's clocks).
+#: The stories' first day (on a broker and worker of this module's own).
 BASE = datetime(2034, 1, 1, tzinfo=UTC)
 EVIL = "<script>document.title='pwned'</script> The router died again, third time!"
 HEBREW = "הנתב שוב לא עובד, אני שוקל לעבור לחברה אחרת"
@@ -106,6 +106,15 @@ def produce_stories(cluster: Cluster) -> None:
         last = day
         cluster.send(topic, cid.encode(), {"customer_id": cid, "ts": ts(day), **value})
     cluster.flush()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A broker and worker of this module's own: its stories move the worker's
+    partition clocks years ahead, which the shared worker's later stories
+    would then find too late."""
+    with start_cluster(tmp_path_factory.mktemp("console-cluster"), "churnwatch-console-it") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
