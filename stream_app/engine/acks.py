@@ -13,8 +13,8 @@ messages not done yet are exactly those still queued: everything before the
 topic's first queued offset is done.  The ledger therefore keeps no flag per
 message, only runs of taken offsets (*spans*).  Messages acknowledged through
 the processor's range callback share one span while they come in a row,
-across fetches, so a flush acknowledges each topic partition with one call
-and nothing of a message outlives its release.  A message handed in with its
+across fetches, so a flush acknowledges each run of consecutive offsets of a
+topic partition with one call and nothing of a message outlives its release.  A message handed in with its
 own acknowledgement (a callable) keeps a span of its own.
 """
 
@@ -59,7 +59,11 @@ class AckLedger:
         spans = self.spans.get(topic)
         if spans is None:
             spans = self.spans[topic] = deque()
-        elif ack is None and spans and spans[-1].ack is None:
+        elif ack is None and spans and spans[-1].ack is None and spans[-1].last + 1 == offset:
+            # Only a run of consecutive offsets: a message the consumer skipped
+            # (dropped while it was being positioned) must hold the commit back,
+            # never be acknowledged with its neighbours.  Offsets with no
+            # message at all (compaction, transaction markers) are Faust's gaps.
             spans[-1].last = offset
             return
         spans.append(Span(offset, offset, ack))
