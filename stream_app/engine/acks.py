@@ -14,8 +14,9 @@ topic's first queued offset is done.  The ledger therefore keeps no flag per
 message, only runs of taken offsets (*spans*).  Messages acknowledged through
 the processor's range callback share one span while they come in a row,
 across fetches, so a flush acknowledges each run of consecutive offsets of a
-topic partition with one call and nothing of a message outlives its release.  A message handed in with its
-own acknowledgement (a callable) keeps a span of its own.
+topic partition with one call and nothing of a message outlives its release.
+A message handed in with its own acknowledgement (a callable) keeps a span
+of its own.
 """
 
 from __future__ import annotations
