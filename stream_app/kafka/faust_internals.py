@@ -58,8 +58,6 @@ from faust.streams import _current_event
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, AppT, EventT, Message, ProducerT, TransportT
-from faust.types.tuples import ack_lock
-from mode.utils.futures import notify
 
 #: Takes one fetch's messages of the batched topics, in offset order per partition.
 BatchHandler = Callable[[Mapping[TP, list[Message]]], Awaitable[None]]
@@ -125,30 +123,6 @@ class TunedConsumer(driver.Consumer):
         app = self.app
         assert isinstance(app, TunedApp)
         return app
-
-    def ack_range(self, tp: TP, first: int, last: int) -> int:
-        """Faust's ``Consumer.ack`` for every offset from ``first`` to ``last``.
-
-        The processor acknowledges a partition's messages in runs of offsets,
-        so no ``Message`` (nor a closure holding one) has to live until the
-        flush.  The bookkeeping is Faust's own, under its lock: offsets below
-        the commit or already acknowledged are skipped, the rest count towards
-        the next commit.  Returns how many offsets were newly acknowledged.
-        """
-        if not self.app.topics.acks_enabled_for(tp.topic):
-            return 0
-        with ack_lock:
-            try:
-                committed = self._committed_offset[tp]
-                start = first if committed is None else max(first, committed)
-                index, acked = self._acked_index[tp], self._acked[tp]
-                fresh = [offset for offset in range(start, last + 1) if offset not in index]
-                index.update(fresh)
-                acked.extend(fresh)
-                self._n_acked += len(fresh)
-                return len(fresh)
-            finally:
-                notify(self._waiting_for_ack)
 
     def committed_offset(self, tp: TP) -> int | None:
         """The offset Faust last committed (or found committed) for ``tp``; None: none."""

@@ -45,9 +45,6 @@ OTHER = TP("purchases", 1)
 PINNED = {
     "faust.transport.consumer.Consumer._drain_messages": "44a2500309e83c63",
     "faust.transport.consumer.Consumer.perform_seek": "0e8c130ff4b0afd8",
-    # ack_range does ack's bookkeeping for a run of offsets; _new_offset reads it.
-    "faust.transport.consumer.Consumer.ack": "5fcf41cf45153475",
-    "faust.transport.consumer.Consumer._new_offset": "1d2c7ea89a7ad4f1",
     "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer":
         "c2701bfc3e6f6cad",
 }
@@ -237,30 +234,6 @@ async def test_batched_partitions_without_a_commit_are_read_from_the_start(
     await consumer.perform_seek()
     # Contacts had no commit; the clock topic is not batched, Faust's alone.
     assert seeks.sought == [(CONTACTS, 0)]
-
-
-# -- acknowledged as runs of offsets -------------------------------------------
-
-
-async def test_a_run_of_offsets_is_acknowledged_as_fausts_ack_would_each(
-        app: ChurnwatchApp, consumer: TunedConsumer) -> None:
-    app.topics._acking_topics.add(PURCHASES.topic)  # noqa: SLF001 what subscribing sets
-    consumer._committed_offset[PURCHASES] = 10  # noqa: SLF001 as a commit leaves it
-    # Below the commit: nothing; from it on, each offset once.
-    assert consumer.ack_range(PURCHASES, 5, 12) == 3
-    assert consumer.ack_range(PURCHASES, 12, 14) == 2
-    assert consumer._new_offset(PURCHASES) == 15  # noqa: SLF001 Faust's next commit
-    # A topic Faust does not ack (not subscribed with acks) is left alone.
-    assert consumer.ack_range(CONTACTS, 0, 3) == 0
-
-
-async def test_a_run_after_a_hole_is_not_committed_past_the_hole(
-        app: ChurnwatchApp, consumer: TunedConsumer) -> None:
-    app.topics._acking_topics.add(PURCHASES.topic)  # noqa: SLF001 what subscribing sets
-    consumer._committed_offset[PURCHASES] = 0  # noqa: SLF001 as a commit leaves it
-    consumer.ack_range(PURCHASES, 0, 3)
-    consumer.ack_range(PURCHASES, 6, 8)  # 4 and 5 still in the merge
-    assert consumer._new_offset(PURCHASES) == 4  # noqa: SLF001 Faust's next commit
 
 
 # -- dropped and read again ----------------------------------------------------
