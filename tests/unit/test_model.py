@@ -203,6 +203,35 @@ def test_cells_count_move_and_round_trip() -> None:
         Cells.from_bytes(b'{"w": 1.0, "c": [1, 2, 3]}')
 
 
+def test_cells_keep_the_typical_basket_as_a_geometric_mean_of_whole_buckets() -> None:
+    assert model.basket_bucket(0.0, 3) is None and model.basket_bucket(30.0, 0) is None
+    assert model.basket_bucket(math.e * 4, 4) == round(1 / model.BASKET_STEP)
+    cells = Cells()
+    assert cells.typical_basket() is None
+    cells.add(0, 10.0, 10.0)  # a basket not known counts in the cells only
+    ten, forty = model.basket_bucket(10.0, 1), model.basket_bucket(80.0, 2)
+    cells.add(0, 11.0, 11.0, ten)
+    cells.add(1, 12.0, 20.0, forty)
+    typical = cells.typical_basket()
+    assert typical == pytest.approx(20.0, rel=model.BASKET_STEP)  # sqrt(10 * 40)
+    # A purchase moves the customer's basket with its cell.
+    cells.remove(1, 12.0, 20.0, forty)
+    cells.add(2, 12.0, 25.0, model.basket_bucket(130.0, 3))
+    assert cells.typical_basket() == pytest.approx(math.sqrt(10 * 130 / 3),
+                                                   rel=model.BASKET_STEP)
+    with pytest.raises(KeyError):
+        cells.remove(0, 11.0, 11.0, forty)
+    again = Cells.from_bytes(cells.to_bytes())
+    assert again == cells and again.typical_basket() == cells.typical_basket()
+    no_baskets = Cells()
+    for x, first, last, n in cells:
+        for _ in range(n):
+            no_baskets.add(x, first, last)
+    assert no_baskets != cells  # the baskets are part of the histogram
+    with pytest.raises(ValueError):
+        Cells.from_bytes(b'{"w": 1.0, "c": [], "b": [5]}')
+
+
 def _cdnow_sample() -> tuple[Cells, float, np.ndarray, np.ndarray, np.ndarray]:
     path = Path(lifetimes.__file__).parent / "datasets" / "CDNOW_sample.txt"
     days: dict[str, list[int]] = {}
