@@ -612,7 +612,44 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None, *,
               math.log(DEFAULT.beta)]
     prior = prior_weight / total / (2.0 * math.log(10.0) ** 2)
 
+    def fraction(b: Any, c: Any, z: Any) -> Any:
+        """``_fraction`` over arrays: each step for every cell until all have converged."""
+        f = np.ones_like(z)
+        cc = np.ones_like(z)
+        d = np.zeros_like(z)
+        bc = b - c
+        m = 0.0
+        for _ in range(_SERIES_MAX_TERMS):
+            c2 = c + 2.0 * m
+            a = -(c + m - 1.0) * (b + m) / ((c2 - 1.0) * c2) * z
+            d = 1.0 / (1.0 + a * d)
+            cc = 1.0 + a / cc
+            f *= cc * d
+            m += 1.0
+            a = m * (bc - m + 1.0) / (c2 * (c2 + 1.0)) * z
+            d = 1.0 / (1.0 + a * d)
+            cc = 1.0 + a / cc
+            delta = cc * d
+            f *= delta
+            if float(np.abs(delta - 1.0).max()) < _SERIES_TOL:
+                break
+        return 1.0 / f
+
     def series(b: Any, c: Any, z: Any) -> Any:
+        # Near z = 1 the series needs thousands of terms (a population whose
+        # dropout scale beta is far above alpha): there, as per event, the
+        # continued fraction, which needs tens.
+        slow = z * (b + 8.0) >= 0.45 * (c + 8.0)
+        if slow.any():
+            out = np.empty_like(z)
+            out[slow] = fraction(b[slow], c[slow], z[slow])
+            fast = ~slow
+            if fast.any():
+                out[fast] = plain_series(b[fast], c[fast], z[fast])
+            return out
+        return plain_series(b, c, z)
+
+    def plain_series(b: Any, c: Any, z: Any) -> Any:
         out = np.ones_like(z)
         term = np.ones_like(z)
         bound = z / (1.0 - z)

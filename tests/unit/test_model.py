@@ -304,3 +304,42 @@ def test_fit_stays_finite_and_near_the_defaults_on_degenerate_partitions() -> No
             ratio = getattr(p, name) / getattr(model.DEFAULT, name)
             assert 1e-3 < ratio < 1e3, (name, p)
         assert 0.0 < model.p_no_purchase(p, 0, 0.0, 30.0, 90.0) < 1.0
+
+
+def test_fit_is_the_maximum_of_the_per_customer_likelihood_where_beta_is_far_above_alpha(
+        ) -> None:
+    # Customers much alike who hardly ever leave (beta >> alpha, as a
+    # population of steady buyers fits): the fit's hypergeometric arguments
+    # are near 1, where it sums a continued fraction instead of the series.
+    # Its maximum must be the maximum of the per-event log_likelihood, which
+    # test_the_tail_integral_matches_quadrature holds to the integral.
+    rng = np.random.default_rng(5)
+    truth = ParetoNBD(2.0, 28.0, 10.0, 3000.0)
+    cells = Cells()
+    data = []
+    for _ in range(400):
+        lam = rng.gamma(truth.r, 1 / truth.alpha)
+        death = rng.exponential(1 / rng.gamma(truth.s, 1 / truth.beta))
+        T = float(rng.integers(200, 400))
+        t, days = 0.0, []
+        while True:
+            t += rng.exponential(1 / lam)
+            if t > min(T, death):
+                break
+            days.append(math.floor(t))
+        days = sorted(set(d for d in days if d > 0))
+        x, t_x = len(days), float(days[-1] if days else 0)
+        first = 1000.0 - T
+        cells.add(x, first, first + t_x)
+        data.append((x, t_x, T))
+    got = model.fit(cells, 1000.5, prior_weight=0.0)
+    assert got.beta > 20 * got.alpha
+
+    def total(p: ParetoNBD) -> float:
+        return sum(model.log_likelihood(p, x, t_x, T) for x, t_x, T in data)
+
+    top = total(got)
+    for name in ("r", "alpha", "s", "beta"):
+        for factor in (0.97, 1.03):
+            moved = ParetoNBD(**{**got.to_dict(), name: getattr(got, name) * factor})
+            assert total(moved) < top, (name, factor)
