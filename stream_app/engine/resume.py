@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from ..core.model import basket_bucket
 from ..core.state import DAY
 from . import metrics
 from .clock import DueIndex
@@ -83,7 +84,8 @@ def rebuild(table: MutableMapping[bytes, bytes], due: DueIndex, models: Models) 
         first = d["first_purchase_ts"]
         if first is not None and fitting:
             x = d.get("repeat_days", max(0, d["purchases"] - 1))
-            models.model(partition).cells.add(x, first / DAY, d["last_purchase_ts"] / DAY)
+            models.model(partition).cells.add(x, first / DAY, d["last_purchase_ts"] / DAY,
+                                              basket_bucket(d["spend"], d["purchases"]))
     for partition, raw in fits.items():
         models.model(partition).restore(raw, models.policy)
     metrics.CUSTOMERS.set(count)
