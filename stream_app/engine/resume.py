@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -58,6 +59,72 @@ async def nothing_published(partition: int, offset: int) -> Resumed:
     return Resumed(set(), offset)
 
 
+#: What :func:`rebuild` needs of a state: (partition, due time, and for a
+#: customer who bought: (purchase days after the first, first and last
+#: purchase time)).
+Summary = tuple[int, float, tuple[int, float, float] | None]
+
+#: The state's fields that the summary reads, by the run of the encoded
+#: state they sit in: (first key, key after the run, the run's keys).  A
+#: state's bytes are its fields in declaration order (see
+#: ``CustomerState.to_bytes``), so each run is a short stretch of them.
+_HEAD = (b'"customer_id":', b',"offsets":')
+_PURCHASES = (b'"first_ts":', b',"bucket_idx":')
+_TAIL = b'"due_ts":'
+
+
+def _run(raw: bytes, first: bytes, after: bytes) -> dict[str, Any]:
+    """The fields from key ``first`` up to key ``after``, parsed as one object.
+
+    A key found inside a nested object (the offsets' topic names) or a
+    string (where every quote is escaped, so never) would cut the run out of
+    balance: orjson then rejects it, and the caller parses the whole state.
+    """
+    start = raw.find(first)
+    end = raw.find(after, start)
+    if start < 0 or end < 0:
+        raise ValueError("not in the expected layout")
+    parsed = orjson.loads(b"{" + raw[start:end] + b"}")
+    if not isinstance(parsed, dict):
+        raise ValueError("not an object")
+    return parsed
+
+
+def summarize(raw: bytes) -> Summary:
+    """What the due index and the purchase histogram need of an encoded state.
+
+    Parsing a whole state costs several times what the few fields needed
+    here do, and a restarted worker reads every state in the table once:
+    the summary parses only the short runs of the encoding that hold them.
+    A state in another layout (an earlier version's, one whose runs cannot
+    be cut out) is parsed whole; either way the values are the state's own.
+    """
+    try:
+        head = _run(raw, *_HEAD)
+        bought = _run(raw, *_PURCHASES)
+        tail_at = raw.rfind(_TAIL)
+        if tail_at < 0:
+            raise ValueError("no due time")
+        tail = orjson.loads(b"{" + raw[tail_at:])
+        if not isinstance(tail, dict) or "alerting" not in tail:
+            raise ValueError("not the last fields")
+        d: dict[str, Any] = {**head, **bought, "due_ts": tail["due_ts"]}
+        partition = d["partition"]
+        purchases = d["purchases"]
+        first, last = d["first_purchase_ts"], d["last_purchase_ts"]
+    except (ValueError, KeyError, TypeError):
+        d = orjson.loads(raw)
+        partition, purchases = d["partition"], d["purchases"]
+        first, last = d["first_purchase_ts"], d["last_purchase_ts"]
+    if first is None:
+        return partition, d["due_ts"], None
+    repeat = d.get("repeat_days")
+    if repeat is None:
+        # Before version 3 purchase days were not counted (as the state reads).
+        repeat = max(0, purchases - 1)
+    return partition, d["due_ts"], (repeat, first, last)
+
+
 def rebuild(table: MutableMapping[bytes, bytes], due: DueIndex, models: Models) -> int:
     """Re-derive the due index and the purchase models from the table; the customers.
 
@@ -77,13 +144,11 @@ def rebuild(table: MutableMapping[bytes, bytes], due: DueIndex, models: Models) 
                 fits[int(key[len(MODEL_PREFIX):])] = raw
             continue
         count += 1
-        d = orjson.loads(raw)
-        partition = d["partition"]
-        due.schedule(partition, key.decode(), d["due_ts"])
-        first = d["first_purchase_ts"]
-        if first is not None and fitting:
-            x = d.get("repeat_days", max(0, d["purchases"] - 1))
-            models.model(partition).cells.add(x, first / DAY, d["last_purchase_ts"] / DAY)
+        partition, due_ts, bought = summarize(raw)
+        due.schedule(partition, key.decode(), due_ts)
+        if bought is not None and fitting:
+            repeat, first, last = bought
+            models.model(partition).cells.add(repeat, first / DAY, last / DAY)
     for partition, raw in fits.items():
         models.model(partition).restore(raw, models.policy)
     metrics.CUSTOMERS.set(count)
