@@ -68,25 +68,29 @@ Summary = tuple[int, float, tuple[int, float, float] | None]
 #: state they sit in: (first key, key after the run, the run's keys).  A
 #: state's bytes are its fields in declaration order (see
 #: ``CustomerState.to_bytes``), so each run is a short stretch of them.
-_HEAD = (b'"customer_id":', b',"offsets":')
-_PURCHASES = (b'"first_ts":', b',"bucket_idx":')
+_HEAD = (b'"customer_id":', b',"offsets":', ("customer_id", "partition"))
+_PURCHASES = (b'"first_ts":', b',"bucket_idx":',
+              ("first_ts", "last_ts", "purchases", "spend", "first_purchase_ts",
+               "last_purchase_ts", "repeat_days"))
 _TAIL = b'"due_ts":'
+_TAIL_KEYS = ("due_ts", "alerting", "v")
 
 
-def _run(raw: bytes, first: bytes, after: bytes) -> dict[str, Any]:
+def _run(raw: bytes, first: bytes, after: bytes, keys: tuple[str, ...]) -> dict[str, Any]:
     """The fields from key ``first`` up to key ``after``, parsed as one object.
 
-    A key found inside a nested object (the offsets' topic names) or a
-    string (where every quote is escaped, so never) would cut the run out of
-    balance: orjson then rejects it, and the caller parses the whole state.
+    A key found inside a string cannot be (every quote in one is escaped);
+    found inside a nested object (the offsets' topic names), it cuts the run
+    out of balance or yields other keys than ``keys``: either raises
+    ValueError, and the caller parses the whole state.
     """
     start = raw.find(first)
     end = raw.find(after, start)
     if start < 0 or end < 0:
         raise ValueError("not in the expected layout")
     parsed = orjson.loads(b"{" + raw[start:end] + b"}")
-    if not isinstance(parsed, dict):
-        raise ValueError("not an object")
+    if not isinstance(parsed, dict) or tuple(parsed) != keys:
+        raise ValueError("not the expected fields")
     return parsed
 
 
@@ -106,7 +110,7 @@ def summarize(raw: bytes) -> Summary:
         if tail_at < 0:
             raise ValueError("no due time")
         tail = orjson.loads(b"{" + raw[tail_at:])
-        if not isinstance(tail, dict) or "alerting" not in tail:
+        if not isinstance(tail, dict) or tuple(tail) != _TAIL_KEYS:
             raise ValueError("not the last fields")
         d: dict[str, Any] = {**head, **bought, "due_ts": tail["due_ts"]}
         partition = d["partition"]
