@@ -400,7 +400,8 @@ class BulkRecovery(Recovery):
         if actives:
             # The remaining-time estimate's samples: the time per event.
             done = monotonic()
-            last = self._last_active_event_processed_at
+            # Set once recovery starts (unset before: not worth failing for).
+            last = getattr(self, "_last_active_event_processed_at", None)
             if last is not None:
                 per_event = (done - last) / actives
                 times = self._processing_times
@@ -435,6 +436,10 @@ class BulkRecovery(Recovery):
 
     @Service.task
     async def _slurp_changelogs(self) -> None:
+        await self.slurp()
+
+    async def slurp(self) -> None:
+        """Apply changelog events from the table manager's queue until stopped."""
         queue = self.tables.changelog_queue
         timeout_count = 0
         while not self.should_stop:
