@@ -49,7 +49,7 @@ import asyncio
 import contextlib
 import itertools
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from time import monotonic
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -397,8 +397,11 @@ class BulkRecovery(Recovery):
                     table.apply_changelog_batch(buf)
                     buf.clear()
                     self._last_flush_at = now
+        self._count_processed(actives)
+
+    def _count_processed(self, actives: int) -> None:
+        """Samples for Faust's remaining-time estimate: the time per event."""
         if actives:
-            # The remaining-time estimate's samples: the time per event.
             done = monotonic()
             # Set once recovery starts (unset before: not worth failing for).
             last = getattr(self, "_last_active_event_processed_at", None)
@@ -416,6 +419,13 @@ class BulkRecovery(Recovery):
         """Faust's ``_maybe_signal_recovery_end`` (local to its loop)."""
         if timeout and self.app.in_transaction and timeout_count > 1:
             await self._detect_aborted_tx()
+        self._end_if_done()
+
+    def _set_recovery_started(self) -> None:
+        self.signal_recovery_end.clear()
+        super()._set_recovery_started()
+
+    def _end_if_done(self) -> None:
         if self.in_recovery and not self.need_recovery():
             self.flush_buffers()
             self._set_recovery_ended()
@@ -444,7 +454,10 @@ class BulkRecovery(Recovery):
         timeout_count = 0
         while not self.should_stop:
             try:
-                self.signal_recovery_end.clear()
+                # Not cleared here (Faust clears it at every turn): the end
+                # may be signalled by the consumer (apply_fetched) before
+                # the recovery task waits for it; _set_recovery_started
+                # clears it for the next recovery instead.
                 try:
                     first: EventT[Any] = await asyncio.wait_for(queue.get(), timeout=5.0)
                 except TimeoutError:
@@ -460,14 +473,67 @@ class BulkRecovery(Recovery):
                         events.append(queue.get_nowait())
                 await self._take(events)
                 await self._signal_recovery_end_if_done()
-                standby_ready = self._standbys_span is None and self.tables.standbys_ready
-                if not standby_ready and not self.standby_remaining_total():
-                    if self._standbys_span:
-                        finish_span(self._standbys_span)
-                        self._standbys_span = None
-                    self.tables.on_standbys_ready()
+                self._standbys_ready_if_done()
             except Exception as ex:
                 recovery_logger.warning(f"Error in recovery {ex}")
+
+    def _standbys_ready_if_done(self) -> None:
+        standby_ready = self._standbys_span is None and self.tables.standbys_ready
+        if not standby_ready and not self.standby_remaining_total():
+            if self._standbys_span:
+                finish_span(self._standbys_span)
+                self._standbys_span = None
+            self.tables.on_standbys_ready()
+
+    # -- straight from the consumer -------------------------------------------
+
+    def takes(self, tp: TP) -> bool:
+        """Whether ``tp``'s fetched messages may skip the queue (see :meth:`apply_fetched`).
+
+        A changelog partition being recovered or kept as a standby, of a
+        table of raw keys and values (whose events are the messages' bytes)
+        with no changelog callback.
+        """
+        if tp not in self.active_tps and tp not in self.standby_tps:
+            return False
+        table = self.tp_to_table.get(tp)
+        callback = getattr(table, "_on_changelog_event", None)  # Faust keeps it private
+        return (table is not None and table.key_type is bytes and table.value_type is bytes
+                and callback is None)
+
+    def apply_fetched(self, fetched: Mapping[TP, list[Message]]) -> None:
+        """Apply one fetch's messages of partitions it :meth:`takes`, in bulk.
+
+        What Faust's loop does with them (see :meth:`_take`), without an
+        event, a queue and a task per message: each partition's messages
+        past its recorded offset are written to the store in one batch (after
+        whatever Faust's buffers held, which is older), its offset recorded,
+        and the end of recovery checked once.
+        """
+        if any(self.buffers.values()):
+            self.flush_buffers()
+        now = monotonic()
+        actives = 0
+        for tp, messages in fetched.items():
+            table = self.tp_to_table[tp]
+            if tp in self.active_tps:
+                offsets = self.active_offsets
+                self._active_events_received_at[tp] = now
+                actives += len(messages)
+            else:
+                offsets = self.standby_offsets
+                self._standby_events_received_at.setdefault(tp, now)
+            seen = offsets.get(tp, None)
+            records = [_ChangelogRecord(m) for m in messages
+                       if seen is None or m.offset > seen]
+            if records:
+                offsets[tp] = records[-1].message.offset
+                # The stores read no more of an event than a record holds.
+                table.apply_changelog_batch(records)  # type: ignore[arg-type]
+        self._last_flush_at = now
+        self._count_processed(actives)
+        self._end_if_done()
+        self._standbys_ready_if_done()
 
 
 class BulkTableManager(TableManager):
@@ -478,3 +544,70 @@ class BulkTableManager(TableManager):
         if self._recovery is None:
             self._recovery = BulkRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
+
+
+class _ChangelogRecord:
+    """A changelog message as the stores' ``apply_changelog_batch`` reads an event.
+
+    For a table of raw keys and values the event's key and value are the
+    message's bytes (the RocksDB store reads the message, the memory store
+    the event).
+    """
+
+    __slots__ = ("key", "message", "value")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self.key = message.key
+        self.value = message.value
+
+
+class BulkRecoveryConsumer(TunedConsumer):
+    """The tuned consumer, handing changelog partitions' fetches to :class:`BulkRecovery`.
+
+    Faust passes every changelog message through its fetch loop's per-message
+    path: a two-task wait, the conductor (flow control, decoding into an
+    event), the recovery queue and loop.  Messages of the partitions the
+    recovery :meth:`~BulkRecovery.takes` are instead kept aside as
+    ``getmany`` yields a fetch and applied in bulk, before any other
+    message is handed on and at the end of the fetch, as long as the flow
+    is on and the consumer generation the one they were fetched in (else
+    dropped, as Faust clears its recovery queue: recovery restarts from
+    what the store recorded).  The fetch loop still records their offsets
+    as read.
+    """
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        recovery = getattr(self.app.tables, "recovery", None)
+        if not isinstance(recovery, BulkRecovery):
+            async for item in super().getmany(timeout):
+                yield item
+            return
+        generation = self.app.consumer_generation_id
+        read_offset = self._read_offset
+        taking: dict[TP, bool] = {}
+        taken: dict[TP, list[Message]] = {}
+        async for tp, message in super().getmany(timeout):
+            takes = taking.get(tp)
+            if takes is None:
+                takes = taking[tp] = recovery.takes(tp)
+            if takes:
+                taken.setdefault(tp, []).append(message)
+                read_offset[tp] = message.offset
+                continue
+            if taken:
+                self._apply_taken(recovery, taken, generation)
+                taken = {}
+            yield tp, message
+        if taken:
+            self._apply_taken(recovery, taken, generation)
+
+    def _apply_taken(self, recovery: BulkRecovery, taken: Mapping[TP, list[Message]],
+                     generation: int) -> None:
+        if (self.flow_active and self.app.flow_control.is_active()
+                and self.app.consumer_generation_id == generation):
+            recovery.apply_fetched(taken)
+
+
+# Defined above the consumer it now names: the app's transport makes these.
+TunedTransport.Consumer = BulkRecoveryConsumer
