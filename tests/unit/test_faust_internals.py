@@ -510,3 +510,79 @@ async def test_bulk_recovery_applies_every_event_in_fausts_batches_and_ends(
     assert dict(table.data) == {b"k1": b"v5", b"k2": b"v2", b"k3": b"v3"}
     assert recovery.active_offsets[CHANGELOG] == 6 and not recovery.in_recovery
     assert not recovery.need_recovery() and queue.empty()
+
+
+def _recovering(app: ChurnwatchApp, highwater: int, **table_options: Any) -> Any:
+    """The app's recovery, recovering CHANGELOG of a new table ``t`` up to ``highwater``."""
+    table = app.Table("t", partitions=1, **{"key_type": bytes, "value_type": bytes,
+                                            **table_options})
+    recovery = app.tables.recovery
+    recovery.active_tps = {CHANGELOG}
+    recovery.tp_to_table = {CHANGELOG: table}
+    recovery.active_offsets[CHANGELOG] = -1
+    recovery.active_highwaters[CHANGELOG] = highwater
+    recovery.in_recovery = True
+    app.flow_control.resume()  # as Faust's recovery does before it reads the changelog
+    return table
+
+
+def _kv(tp: TP, offset: int, key: bytes, value: bytes | None) -> Message:
+    return Message(tp.topic, tp.partition, offset, 0.0, 0, None, key, value, None,
+                   len(key), len(value or b""), tp)
+
+
+@pytest.fixture
+def fetched(monkeypatch: pytest.MonkeyPatch) -> list[list[Message]]:
+    """Faust's ``getmany`` under the bulk consumer's: one listed fetch per call."""
+    fetches: list[list[Message]] = []
+
+    async def getmany(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        for message in fetches.pop(0):
+            yield message.tp, message
+
+    monkeypatch.setattr(faust_internals.TunedConsumer, "getmany", getmany)
+    return fetches
+
+
+async def test_the_consumer_applies_a_recovering_changelog_fetch_in_bulk(
+        app: ChurnwatchApp, fetched: list[list[Message]]) -> None:
+    consumer = app.consumer
+    assert isinstance(consumer, faust_internals.BulkRecoveryConsumer)
+    table = _recovering(app, highwater=3)
+    recovery = app.tables.recovery
+    fetched.append([_kv(CHANGELOG, 0, b"a", b"1"), _kv(CHANGELOG, 1, b"b", b"2"),
+                    _kv(PURCHASES, 7, b"c", b"{}"), _kv(CHANGELOG, 2, b"a", None),
+                    _kv(CHANGELOG, 3, b"d", b"4")])
+    handed_on: list[tuple[TP, int, dict[bytes, bytes]]] = []
+    async for tp, message in consumer.getmany(timeout=1.0):
+        # What came before a message handed on is in the store already.
+        handed_on.append((tp, message.offset, dict(table.data)))
+    assert handed_on == [(PURCHASES, 7, {b"a": b"1", b"b": b"2"})]
+    assert dict(table.data) == {b"b": b"2", b"d": b"4"}
+    assert recovery.active_offsets[CHANGELOG] == 3
+    assert consumer._read_offset[CHANGELOG] == 3  # noqa: SLF001 Faust's read offsets
+    assert not recovery.in_recovery and recovery.signal_recovery_end.is_set()
+
+
+async def test_a_fetch_taken_while_the_flow_stopped_is_dropped(
+        app: ChurnwatchApp, fetched: list[list[Message]]) -> None:
+    table = _recovering(app, highwater=1)
+    consumer = app.consumer
+    fetched.append([_kv(CHANGELOG, 0, b"a", b"1"), _kv(CHANGELOG, 1, b"b", b"2")])
+    consumer.stop_flow()
+    assert [m async for _, m in consumer.getmany(timeout=1.0)] == []
+    consumer.resume_flow()
+    app.flow_control.suspend()  # a rebalance began
+    fetched.append([_kv(CHANGELOG, 0, b"a", b"1")])
+    assert [m async for _, m in consumer.getmany(timeout=1.0)] == []
+    assert dict(table.data) == {} and app.tables.recovery.in_recovery
+
+
+async def test_a_table_with_a_changelog_callback_recovers_through_faust(
+        app: ChurnwatchApp, fetched: list[list[Message]]) -> None:
+    async def on_changelog_event(event: Any) -> None: ...
+
+    table = _recovering(app, highwater=0, on_changelog_event=on_changelog_event)
+    fetched.append([_kv(CHANGELOG, 0, b"a", b"1")])
+    assert [m.offset async for _, m in app.consumer.getmany(timeout=1.0)] == [0]
+    assert dict(table.data) == {}
