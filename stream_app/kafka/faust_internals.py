@@ -21,6 +21,10 @@ somewhere in a fetch loop.  What is used:
 * ``faust.streams._current_event`` and a hand-built ``Event``: "the event
   being processed", which Faust's table writes and RocksDB store read.
 * Faust's Prometheus monitor ``_metrics``.
+* Faust's table recovery (:class:`BulkRecovery`): ``_slurp_changelogs``
+  (restated), ``_set_recovery_started`` (wrapped), and the bookkeeping its
+  loop keeps (``_active_events_received_at`` and the like); the table
+  manager's ``_recovery``; a table's ``_on_changelog_event``.
 
 What the tuned consumer changes:
 
@@ -341,24 +345,34 @@ def prometheus_metrics(monitor: PrometheusMonitor) -> FaustMetrics:
 
 
 class BulkRecovery(Recovery):
-    """Faust's table recovery, taking the changelog events a queue-full at a time.
+    """Faust's table recovery, applying the changelog in bulk.
 
-    Faust's loop (``Recovery._slurp_changelogs``, restated here) takes one
-    event per ``wait_for`` (a task of its own each), formats two debug
-    lines, and after every event re-derives whether recovery is over from
-    every partition's offsets.  Worse, the queue only tells the consumer
-    that its pressure dropped once it is empty (``get`` on an empty queue),
-    so a changelog partition paused for a full queue resumes fetching only
-    once the loop has caught up and waits idle for the fetch.  This loop
-    awaits the first event, then takes whatever else is queued without
-    waiting (``get_nowait`` reports the pressure drop as the queue empties)
-    and does the per-event bookkeeping in a plain loop; the end-of-recovery
-    and standby checks run once per queue-full.  What is written to the
-    store, in which batches, and the offsets recorded are Faust's.
+    Faust moves each changelog message through its fetch loop's per-message
+    path (a two-task wait, the conductor's flow control and decoding into an
+    event), a queue, and a loop (``Recovery._slurp_changelogs``) that takes
+    one event per ``wait_for`` (a task each), formats two debug lines, and
+    after every event re-derives whether recovery is over from every
+    partition's offsets; the queue only tells the consumer that its pressure
+    dropped once it is empty, so a changelog partition paused for a full
+    queue resumes fetching only once the loop has caught up.  That costs
+    far more than writing the state into the store.
 
-    One difference: Faust applies an event of a partition that is neither
-    active nor standby to the previous event's table (a bug its source
-    notes and keeps); here such an event is skipped, with Faust's warning.
+    Here the consumer (:class:`BulkRecoveryConsumer`) hands the messages of
+    the partitions this recovery :meth:`takes` straight to
+    :meth:`apply_fetched`, a fetch at a time: one store batch per partition
+    and fetch, the offsets recorded, the end of recovery checked once.  The
+    queue and its loop (restated: it awaits the first event, then takes
+    whatever else is queued without waiting, and checks once per
+    queue-full) remain for the tables whose events they must decode or
+    call back on.  What the store ends with and the offsets recorded are
+    Faust's.
+
+    Differences: the end-of-recovery signal is cleared when a recovery
+    starts instead of at every turn of the loop (the consumer may signal the
+    end before the recovery task waits for it); and an event of a partition
+    that is neither active nor standby is skipped with Faust's warning,
+    where Faust applies it to the previous event's table (a bug its source
+    notes and keeps).
     """
 
     async def _take(self, events: list[EventT[Any]]) -> None:
