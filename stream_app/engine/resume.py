@@ -64,31 +64,29 @@ async def nothing_published(partition: int, offset: int) -> Resumed:
 #: purchase time)).
 Summary = tuple[int, float, tuple[int, float, float] | None]
 
-#: The state's fields that the summary reads, by the run of the encoded
-#: state they sit in: (first key, key after the run, the run's keys).  A
-#: state's bytes are its fields in declaration order (see
-#: ``CustomerState.to_bytes``), so each run is a short stretch of them.
-_HEAD = (b'"customer_id":', b',"offsets":', ("customer_id", "partition"))
-_PURCHASES = (b'"first_ts":', b',"bucket_idx":',
-              ("first_ts", "last_ts", "purchases", "spend", "first_purchase_ts",
-               "last_purchase_ts", "repeat_days"))
-_TAIL = b'"due_ts":'
-_TAIL_KEYS = ("due_ts", "alerting", "v")
+#: The state's fields that the summary reads, by the run of the encoding
+#: they sit in.  A state's bytes are its fields in declaration order (see
+#: ``CustomerState.to_bytes``), so each run is a short stretch of them: the
+#: head up to the offsets, the purchase counts, and the due time (the
+#: field before the alerting state).
+_HEAD_END = b',"offsets":'
+_HEAD_KEYS = ("customer_id", "partition")
+_PURCHASES = (b'"first_ts":', b',"bucket_idx":')
+_PURCHASES_KEYS = ("first_ts", "last_ts", "purchases", "spend", "first_purchase_ts",
+                   "last_purchase_ts", "repeat_days")
+_DUE = b'"due_ts":'
+_AFTER_DUE = b',"alerting":'
 
 
-def _run(raw: bytes, first: bytes, after: bytes, keys: tuple[str, ...]) -> dict[str, Any]:
-    """The fields from key ``first`` up to key ``after``, parsed as one object.
+def _fields(run: bytes, keys: tuple[str, ...]) -> dict[str, Any]:
+    """``run`` parsed as one object, which must hold exactly ``keys`` in order.
 
     A key found inside a string cannot be (every quote in one is escaped);
     found inside a nested object (the offsets' topic names), it cuts the run
-    out of balance or yields other keys than ``keys``: either raises
-    ValueError, and the caller parses the whole state.
+    out of balance or yields other keys: either raises ValueError, and the
+    caller parses the whole state.
     """
-    start = raw.find(first)
-    end = raw.find(after, start)
-    if start < 0 or end < 0:
-        raise ValueError("not in the expected layout")
-    parsed = orjson.loads(b"{" + raw[start:end] + b"}")
+    parsed = orjson.loads(run)
     if not isinstance(parsed, dict) or tuple(parsed) != keys:
         raise ValueError("not the expected fields")
     return parsed
@@ -104,29 +102,32 @@ def summarize(raw: bytes) -> Summary:
     be cut out) is parsed whole; either way the values are the state's own.
     """
     try:
-        head = _run(raw, *_HEAD)
-        bought = _run(raw, *_PURCHASES)
-        tail_at = raw.rfind(_TAIL)
-        if tail_at < 0:
-            raise ValueError("no due time")
-        tail = orjson.loads(b"{" + raw[tail_at:])
-        if not isinstance(tail, dict) or tuple(tail) != _TAIL_KEYS:
-            raise ValueError("not the last fields")
-        d: dict[str, Any] = {**head, **bought, "due_ts": tail["due_ts"]}
-        partition = d["partition"]
-        purchases = d["purchases"]
-        first, last = d["first_purchase_ts"], d["last_purchase_ts"]
+        head_end = raw.find(_HEAD_END)
+        start = raw.find(_PURCHASES[0], head_end)
+        end = raw.find(_PURCHASES[1], start)
+        due_at = raw.rfind(_DUE)
+        due_end = raw.find(_AFTER_DUE, due_at)
+        if min(head_end, start, end, due_at, due_end) < 0:
+            raise ValueError("not in the expected layout")
+        partition = _fields(raw[:head_end] + b"}", _HEAD_KEYS)["partition"]
+        bought = _fields(b"{" + raw[start:end] + b"}", _PURCHASES_KEYS)
+        # The due time alone: a number or null, or the slice is not one.
+        due = orjson.loads(raw[due_at + len(_DUE):due_end])
+        if due is not None and not isinstance(due, (int, float)):
+            raise ValueError("not a due time")
+        purchases, repeat = bought["purchases"], bought["repeat_days"]
+        first, last = bought["first_purchase_ts"], bought["last_purchase_ts"]
     except (ValueError, KeyError, TypeError):
         d = orjson.loads(raw)
-        partition, purchases = d["partition"], d["purchases"]
+        partition, due, purchases = d["partition"], d["due_ts"], d["purchases"]
         first, last = d["first_purchase_ts"], d["last_purchase_ts"]
+        repeat = d.get("repeat_days")
     if first is None:
-        return partition, d["due_ts"], None
-    repeat = d.get("repeat_days")
+        return partition, due, None
     if repeat is None:
         # Before version 3 purchase days were not counted (as the state reads).
         repeat = max(0, purchases - 1)
-    return partition, d["due_ts"], (repeat, first, last)
+    return partition, due, (repeat, first, last)
 
 
 def rebuild(table: MutableMapping[bytes, bytes], due: DueIndex, models: Models) -> int:
