@@ -49,9 +49,11 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "BASKET_STEP",
     "DEFAULT",
     "Cells",
     "ParetoNBD",
+    "basket_bucket",
     "expected_purchases",
     "fit",
     "log_likelihood",
@@ -315,8 +317,28 @@ def log_likelihood(p: ParetoNBD, x: float, t_x: float, T: float) -> float:
             + math.log(a_T * (1.0 - ck_T) + ck_tx))
 
 
+#: A customer's mean basket is counted in the histogram as a whole number of
+#: these steps of its natural logarithm: integers, so a histogram rebuilt
+#: from the states after a restart is the one kept as events arrived.
+BASKET_STEP = 0.01
+
+
+def basket_bucket(spend: float, purchases: int) -> int | None:
+    """The customer's mean basket (spend per purchase) in whole ``BASKET_STEP`` of its log.
+
+    None when there is no positive mean to take the logarithm of.
+    """
+    if purchases <= 0 or not spend > 0.0:
+        return None
+    return round(math.log(spend / purchases) / BASKET_STEP)
+
+
 class Cells:
     """Customers counted by (x, first-purchase bucket, last-purchase bucket).
+
+    Beside them, the customers' mean baskets (log buckets, see
+    :func:`basket_bucket`), for the partition's typical basket: the
+    reference the risk compares a customer's basket with.
 
     This is everything the population fit needs, and it stays valid as time
     passes: ``T`` is ``now - first``, computed at fit time, so the histogram
@@ -330,7 +352,7 @@ class Cells:
     and last purchases; a wider bucket bounds it.
     """
 
-    __slots__ = ("_counts", "_customers", "width")
+    __slots__ = ("_baskets", "_counts", "_customers", "width")
 
     def __init__(self, width: float = 1.0) -> None:
         if not (math.isfinite(width) and width > 0):
@@ -338,6 +360,7 @@ class Cells:
         self.width = float(width)
         self._counts: dict[tuple[int, int, int], int] = {}
         self._customers = 0
+        self._baskets: dict[int, int] = {}
 
     def _key(self, x: int, first_ts: float, last_ts: float) -> tuple[int, int, int]:
         if x < 0 or last_ts < first_ts:
@@ -345,22 +368,47 @@ class Cells:
                              f"{last_ts!r}")
         return int(x), math.floor(first_ts / self.width), math.floor(last_ts / self.width)
 
-    def add(self, x: int, first_ts: float, last_ts: float) -> None:
+    def add(self, x: int, first_ts: float, last_ts: float, basket: int | None = None) -> None:
+        """Count a customer in; ``basket``: its :func:`basket_bucket` (None: not known)."""
         key = self._key(x, first_ts, last_ts)
         self._counts[key] = self._counts.get(key, 0) + 1
         self._customers += 1
+        if basket is not None:
+            self._baskets[basket] = self._baskets.get(basket, 0) + 1
 
-    def remove(self, x: int, first_ts: float, last_ts: float) -> None:
+    def remove(self, x: int, first_ts: float, last_ts: float,
+               basket: int | None = None) -> None:
         """Take one customer out (before adding it back with its new purchase)."""
         key = self._key(x, first_ts, last_ts)
         n = self._counts.get(key, 0)
         if n <= 0:
             raise KeyError(f"no customer in cell {key}")
+        if basket is not None and self._baskets.get(basket, 0) <= 0:
+            raise KeyError(f"no customer with basket bucket {basket}")
         if n == 1:
             del self._counts[key]
         else:
             self._counts[key] = n - 1
         self._customers -= 1
+        if basket is not None:
+            left = self._baskets[basket] - 1
+            if left:
+                self._baskets[basket] = left
+            else:
+                del self._baskets[basket]
+
+    def typical_basket(self) -> float | None:
+        """The customers' typical basket: the geometric mean of their mean baskets.
+
+        Geometric, because the risk takes the basket's logarithm: a
+        customer at it is moved neither way, and over the customers the
+        moves cancel on average.  None before any basket is known.
+        """
+        n = sum(self._baskets.values())
+        if not n:
+            return None
+        total = sum(b * k for b, k in self._baskets.items())
+        return math.exp(total * BASKET_STEP / n)
 
     def __len__(self) -> int:
         """The number of customers (not of cells)."""
@@ -378,7 +426,7 @@ class Cells:
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Cells) and self.width == other.width
-                and self._counts == other._counts)
+                and self._counts == other._counts and self._baskets == other._baskets)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -392,7 +440,10 @@ class Cells:
         flat: list[int] = []
         for (x, f, last), n in sorted(self._counts.items()):
             flat += (x, f, last - f, n)
-        return orjson.dumps({"w": self.width, "c": flat})
+        baskets: list[int] = []
+        for b, n in sorted(self._baskets.items()):
+            baskets += (b, n)
+        return orjson.dumps({"w": self.width, "c": flat, "b": baskets})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Cells:
@@ -408,6 +459,14 @@ class Cells:
                 raise ValueError(f"bad Cells entry {flat[i:i + 4]!r}")
             counts[(x, f, f + off)] = n
             cells._customers += n
+        baskets = obj.get("b", [])
+        if len(baskets) % 2:
+            raise ValueError("Cells data's baskets are not a list of (bucket, count) pairs")
+        for i in range(0, len(baskets), 2):
+            b, n = int(baskets[i]), int(baskets[i + 1])
+            if n <= 0:
+                raise ValueError(f"bad Cells basket entry {baskets[i:i + 2]!r}")
+            cells._baskets[b] = n
         return cells
 
 
@@ -553,7 +612,44 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None, *,
               math.log(DEFAULT.beta)]
     prior = prior_weight / total / (2.0 * math.log(10.0) ** 2)
 
+    def fraction(b: Any, c: Any, z: Any) -> Any:
+        """``_fraction`` over arrays: each step for every cell until all have converged."""
+        f = np.ones_like(z)
+        cc = np.ones_like(z)
+        d = np.zeros_like(z)
+        bc = b - c
+        m = 0.0
+        for _ in range(_SERIES_MAX_TERMS):
+            c2 = c + 2.0 * m
+            a = -(c + m - 1.0) * (b + m) / ((c2 - 1.0) * c2) * z
+            d = 1.0 / (1.0 + a * d)
+            cc = 1.0 + a / cc
+            f *= cc * d
+            m += 1.0
+            a = m * (bc - m + 1.0) / (c2 * (c2 + 1.0)) * z
+            d = 1.0 / (1.0 + a * d)
+            cc = 1.0 + a / cc
+            delta = cc * d
+            f *= delta
+            if float(np.abs(delta - 1.0).max()) < _SERIES_TOL:
+                break
+        return 1.0 / f
+
     def series(b: Any, c: Any, z: Any) -> Any:
+        # Near z = 1 the series needs thousands of terms (a population whose
+        # dropout scale beta is far above alpha): there, as per event, the
+        # continued fraction, which needs tens.
+        slow = z * (b + 8.0) >= 0.45 * (c + 8.0)
+        if slow.any():
+            out = np.empty_like(z)
+            out[slow] = fraction(b[slow], c[slow], z[slow])
+            fast = ~slow
+            if fast.any():
+                out[fast] = plain_series(b[fast], c[fast], z[fast])
+            return out
+        return plain_series(b, c, z)
+
+    def plain_series(b: Any, c: Any, z: Any) -> Any:
         out = np.ones_like(z)
         term = np.ones_like(z)
         bound = z / (1.0 - z)

@@ -87,6 +87,12 @@ class Overdue:
         Late = a silence since the last purchase that a customer still buying at
         the rate shown so far would go through at most this often (0.1: 1 time
         in 10), judged by the purchase model ([model]).""")
+    prior_purchases: float = doc(0.5, """
+        When judging a silence, the population's purchase rate counts as at most
+        this many purchases of evidence (its shape [model].r, capped here, its
+        mean rate kept): a silence is judged by the customer's own rhythm, and a
+        population fitted as buying weekly must not make a twice-a-year buyer's
+        first long silence look unusual.""")
     min_days: float = doc(21.0, "Never judge anyone late before this many days.")
     lapsed_days: float = doc(120.0, """
         Past this many days without a purchase the customer counts as lapsed and
@@ -120,25 +126,25 @@ class Model:
 
     The risk is the probability that the customer buys nothing in the next
     ``horizon_days``, from the customer's purchase days so far and four
-    population numbers fitted per partition, moved by the other signals as
+    population numbers fitted per partition, moved by the customer's mean
+    basket against the partition's typical one, and by the other signals as
     odds multipliers ([scoring]).
     """
 
     horizon_days: float = doc(90.0, """
         The risk is the probability of no purchase in this many days.""")
-    fit: bool = doc(False, """
-        Fit the population numbers below to each partition's customers as events
-        arrive (every refit_days, kept in the state table); off, the numbers below
-        are used as they are. Off by default: on the data measured so far the
-        numbers below ranked and calibrated as well as fitted ones (see the
-        README's evaluation).""")
+    fit: bool = doc(True, """
+        Fit the population numbers below (and the typical basket) to each
+        partition's customers as events arrive (every refit_days, kept in the
+        state table); off, the numbers below are used as they are, until a
+        partition has min_customers buyers and while fit is off.""")
     refit_days: float = doc(30.0, """
         Days of event time between two fits of a partition's population numbers
         (warm-started from the last fit, stored in the state table).""")
     min_customers: int = doc(200, """
         Buyers a partition needs before its population numbers are fitted; until
         then the numbers below are used.""")
-    prior_customers: float = doc(50.0, """
+    prior_customers: float = doc(2.0, """
         A fit counts the numbers below as this many customers' worth of evidence:
         it keeps the fit of a small or unusual partition finite and quick, and
         weighs next to nothing in a large one.""")
@@ -148,6 +154,17 @@ class Model:
     s: float = doc(0.5, "Dropout-rate shape...")
     beta: float = doc(182.5, """
         ...and scale in days: a customer drops out at about s / beta a day.""")
+    basket_elasticity: float = doc(0.2, """
+        The customer's mean basket moves the risk: its odds are multiplied by
+        (mean basket / typical_basket) ** -basket_elasticity, so a customer who
+        spends twice the typical basket per purchase has odds lower by a factor
+        of 2 ** basket_elasticity (0: the basket does not count). Bigger baskets
+        go with more loyal buyers in retail logs (measured on a split apart from
+        the one the README reports).""")
+    typical_basket: float = doc(0.0, """
+        The typical basket (the geometric mean of the customers' mean baskets, in
+        the data's currency) the basket is compared with; fitted with the numbers
+        above when fit is on. 0: not known, the basket does not count.""")
     no_purchase_risk: float = doc(0.5, """
         The probability used for a customer who has never bought (only contacts or
         complaints so far).""")
@@ -177,7 +194,8 @@ def model_params(m: Model) -> ParetoNBD:
 class Scoring:
     """The risk's odds multipliers, severity bands and routing."""
 
-    odds_frequency_drop: float = _odds("FREQUENCY_DROP", 2.0)
+    odds_frequency_drop: float = _odds(
+        "FREQUENCY_DROP (the purchase model already counts the slower buying)", 1.0)
     odds_overdue: float = _odds("OVERDUE (the model already counts the silence)", 1.0)
     odds_complaints: float = _odds("COMPLAINTS", 2.5)
     odds_unresponsive: float = _odds("UNRESPONSIVE", 1.8)
@@ -329,6 +347,8 @@ class Policy:
 _DEFAULT = Policy()
 _POSITIVE_EXCEPT = {"max_probability", "max_ratio", "max_rate_ratio",
                     "max_silence_probability", "no_purchase_risk"}
+#: Keys where 0 means "no effect" or "not known".
+_NON_NEGATIVE = {"basket_elasticity", "typical_basket"}
 
 
 def _check_value(where: str, name: str, value: Any, default: Any) -> Any:
@@ -357,6 +377,9 @@ def _check_value(where: str, name: str, value: Any, default: Any) -> Any:
         if not 0 < value <= 100:
             raise PolicyError(f"{where}: expected an odds multiplier above 0, at most 100, "
                               f"got {value!r}")
+    elif name in _NON_NEGATIVE:
+        if value < 0:
+            raise PolicyError(f"{where}: expected a value of 0 or more, got {value!r}")
     elif value <= 0:
         raise PolicyError(f"{where}: expected a value above 0, got {value!r}")
     return value

@@ -28,14 +28,38 @@ def odds_multiplier(code: str, policy: Policy) -> float:
     return float(getattr(policy.scoring, "odds_" + code.lower(), 1.0))
 
 
+def basket_odds(state: CustomerState, policy: Policy) -> float:
+    """The odds multiplier of the customer's mean basket against the typical one.
+
+    ``(basket / typical) ** -[model].basket_elasticity``: the purchase model
+    sees when and how often a customer buys, not how much, and on retail
+    logs customers with bigger baskets come back more often than their
+    purchase days alone say.  1 when the typical basket is not known yet
+    (no fit) or the customer has no positive spend.
+    """
+    m = policy.model
+    if m.basket_elasticity == 0.0 or m.typical_basket <= 0.0:
+        return 1.0
+    if state.purchases <= 0 or not state.spend > 0.0:
+        return 1.0
+    return float((state.spend / state.purchases / m.typical_basket) ** -m.basket_elasticity)
+
+
 def purchase_risk(state: CustomerState, now: float, policy: Policy) -> float:
-    """P(no purchase in the next ``[model].horizon_days``) from purchases alone."""
+    """P(no purchase in the next ``[model].horizon_days``) from purchases alone:
+    the purchase model's, moved by the customer's basket (:func:`basket_odds`)."""
     stats = state.purchase_days(now)
     if stats is None:
         return policy.model.no_purchase_risk
     x, t_x, T = stats
-    return model.no_purchase_probability(model_params(policy.model), x, t_x, T,
-                                         policy.model.horizon_days)
+    p = model.no_purchase_probability(model_params(policy.model), x, t_x, T,
+                                      policy.model.horizon_days)
+    k = basket_odds(state, policy)
+    if k == 1.0:
+        return p
+    p = min(1.0 - _EDGE, max(_EDGE, p))
+    odds = p / (1.0 - p) * k
+    return odds / (1.0 + odds)
 
 
 def risk_probability(state: CustomerState, fired: Sequence[Fired], now: float,

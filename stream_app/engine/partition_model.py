@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ..core.alerting import iso
-from ..core.model import Cells, ParetoNBD, fit
+from ..core.model import Cells, ParetoNBD, basket_bucket, fit
 from ..core.policy import Policy, model_params
 from ..core.state import DAY, CustomerState
 from . import metrics
@@ -32,10 +32,14 @@ def model_key(partition: int) -> bytes:
     return MODEL_PREFIX + str(partition).encode()
 
 
-def with_params(policy: Policy, params: ParetoNBD) -> Policy:
-    """The policy with a partition's fitted population numbers in ``[model]``."""
+def with_params(policy: Policy, params: ParetoNBD,
+                typical_basket: float | None = None) -> Policy:
+    """The policy with a partition's fitted population numbers in ``[model]``
+    (and its typical basket, when one is known)."""
+    basket = policy.model.typical_basket if typical_basket is None else typical_basket
     return replace(policy, model=replace(policy.model, r=params.r, alpha=params.alpha,
-                                         s=params.s, beta=params.beta))
+                                         s=params.s, beta=params.beta,
+                                         typical_basket=basket))
 
 
 def read_fit(raw: bytes | None, policy: Policy) -> tuple[Policy, dict[str, Any]]:
@@ -43,15 +47,18 @@ def read_fit(raw: bytes | None, policy: Policy) -> tuple[Policy, dict[str, Any]]
     if not raw:
         return policy, {}
     saved = orjson.loads(raw)
-    return with_params(policy, ParetoNBD.from_dict(saved["params"])), saved
+    return with_params(policy, ParetoNBD.from_dict(saved["params"]),
+                       saved.get("typical_basket")), saved
 
 
-def purchase_cell(state: CustomerState) -> tuple[int, float, float] | None:
-    """The customer's cell in the model's histogram: (x, first day, last day)."""
+def purchase_cell(state: CustomerState) -> tuple[int, float, float, int | None] | None:
+    """The customer's cell in the model's histogram: (x, first day, last day,
+    mean basket's log bucket)."""
     first, last = state.first_purchase_ts, state.last_purchase_ts
     if first is None or last is None:
         return None
-    return state.repeat_days, first / DAY, last / DAY
+    return state.repeat_days, first / DAY, last / DAY, basket_bucket(state.spend,
+                                                                     state.purchases)
 
 
 @dataclass(slots=True)
@@ -76,6 +83,7 @@ class PartitionModel:
     def record(self) -> bytes:
         m = self.policy.model
         return orjson.dumps({"params": {"r": m.r, "alpha": m.alpha, "s": m.s, "beta": m.beta},
+                             "typical_basket": m.typical_basket,
                              "fitted_at": self.fitted_at, "customers": self.customers,
                              "next_fit": self.next_fit})
 
@@ -133,10 +141,11 @@ class Models(dict[int, PartitionModel]):
             log.warning("purchase model fit failed; the previous numbers stay", extra={
                 "fields": {"partition": partition, "error": f"{type(exc).__name__}: {exc}"}})
             return
-        pm.policy = with_params(self.policy, params)
+        # Taken with the fit, from the same histogram (the lock is held).
+        pm.policy = with_params(self.policy, params, pm.cells.typical_basket())
         pm.fitted_at, pm.customers = now, len(pm.cells)
         metrics.MODEL_FITS.inc()
         log.info("purchase model fitted", extra={"fields": {
             "partition": partition, "at": iso(now), "customers": len(pm.cells),
             "cells": pm.cells.n_cells, "seconds": round(time.monotonic() - started, 3),
-            **params.to_dict()}})
+            "typical_basket": pm.policy.model.typical_basket, **params.to_dict()}})

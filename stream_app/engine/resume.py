@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from ..core.model import basket_bucket
 from ..core.state import DAY
 from . import metrics
 from .clock import DueIndex
@@ -61,8 +62,8 @@ async def nothing_published(partition: int, offset: int) -> Resumed:
 
 #: What :func:`rebuild` needs of a state: (partition, due time, and for a
 #: customer who bought: (purchase days after the first, first and last
-#: purchase time)).
-Summary = tuple[int, float, tuple[int, float, float] | None]
+#: purchase time, spend, purchases)).
+Summary = tuple[int, float, tuple[int, float, float, float, int] | None]
 
 #: The state's fields that the summary reads, by the run of the encoding
 #: they sit in.  A state's bytes are its fields in declaration order (see
@@ -117,17 +118,18 @@ def summarize(raw: bytes) -> Summary:
             raise ValueError("not a due time")
         purchases, repeat = bought["purchases"], bought["repeat_days"]
         first, last = bought["first_purchase_ts"], bought["last_purchase_ts"]
+        spend = bought["spend"]
     except (ValueError, KeyError, TypeError):
         d = orjson.loads(raw)
         partition, due, purchases = d["partition"], d["due_ts"], d["purchases"]
         first, last = d["first_purchase_ts"], d["last_purchase_ts"]
-        repeat = d.get("repeat_days")
+        repeat, spend = d.get("repeat_days"), d["spend"]
     if first is None:
         return partition, due, None
     if repeat is None:
         # Before version 3 purchase days were not counted (as the state reads).
         repeat = max(0, purchases - 1)
-    return partition, due, (repeat, first, last)
+    return partition, due, (repeat, first, last, spend, purchases)
 
 
 def rebuild(table: MutableMapping[bytes, bytes], due: DueIndex, models: Models) -> int:
@@ -152,8 +154,9 @@ def rebuild(table: MutableMapping[bytes, bytes], due: DueIndex, models: Models) 
         partition, due_ts, bought = summarize(raw)
         due.schedule(partition, key.decode(), due_ts)
         if bought is not None and fitting:
-            repeat, first, last = bought
-            models.model(partition).cells.add(repeat, first / DAY, last / DAY)
+            repeat, first, last, spend, purchases = bought
+            models.model(partition).cells.add(repeat, first / DAY, last / DAY,
+                                              basket_bucket(spend, purchases))
     for partition, raw in fits.items():
         models.model(partition).restore(raw, models.policy)
     metrics.CUSTOMERS.set(count)

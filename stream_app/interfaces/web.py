@@ -20,8 +20,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+import faust
 from aiohttp import web as aiohttp_web
 from faust import web
+from faust.exceptions import ConsumerNotStarted
 from faust.tables.manager import TableManager
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
@@ -40,6 +42,15 @@ _CUSTOMER_ID = re.compile(r"^[^\s/]{1,128}$")
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 _Handler = Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]]
+
+
+def has_partitions(app: faust.App) -> bool:
+    """Whether the worker's consumer holds partitions; False before it has started
+    (the web server answers probes from the first moment of start-up)."""
+    try:
+        return bool(app.consumer.assignment())
+    except ConsumerNotStarted:
+        return False
 
 
 def _error(view: web.View, status: int, message: str) -> web.Response:
@@ -112,7 +123,7 @@ def mount_web(worker: Worker) -> None:
     async def ready(view: web.View, request: web.Request) -> web.Response:
         """Broker reachable, partitions assigned and tables recovered: the worker
         processes events.  Not ready says why, in ``reason``."""
-        assigned = bool(app.consumer.assignment()) if app.consumer else False
+        assigned = has_partitions(app)
         recovered = cast(TableManager, app.tables).recovery.completed.is_set()
         broker = brokerwatch.WATCH
         now = time.monotonic()

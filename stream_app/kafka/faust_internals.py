@@ -44,7 +44,10 @@ A batch is only handed over once Faust has sought every assigned partition
 to its committed offset for the current consumer generation: until then the
 consumer may deliver from wherever the client library started, and Faust is
 about to seek back.  Such messages are dropped and read again: the fetch loop
-seeks back to the first one dropped once the consumer is positioned.
+seeks back to the first one dropped once the consumer is positioned.  A
+fetch is handed over whole or dropped whole: one that a seek overlapped
+(the loop awaits Faust's own path for the other topics' messages, and a seek
+may run meanwhile) is read again from where it began.
 """
 
 from __future__ import annotations
@@ -130,6 +133,8 @@ class TunedConsumer(driver.Consumer):
     positioned_generation: int | None = None
     #: Whether Faust's seek to the committed offsets is running.
     seeking: bool = False
+    #: Faust's seeks begun so far (a fetch that spans one is not handed over).
+    seeks: int = 0
     #: Per partition, the first offset of the batched topics dropped before
     #: the consumer was positioned, and the generation it was dropped in.
     rewind: dict[TP, int] | None = None
@@ -181,6 +186,7 @@ class TunedConsumer(driver.Consumer):
     async def perform_seek(self) -> None:
         generation = self.app.consumer_generation_id
         self.seeking = True
+        self.seeks += 1
         try:
             await self._seek_to_commits()
         finally:
@@ -236,6 +242,17 @@ class TunedConsumer(driver.Consumer):
                               "consumer was being positioned)", tp.topic, tp.partition, target)
                 await self.seek(tp, target)
 
+    def _hand_over(self, seeks: int, positioned: bool) -> bool:
+        """Whether a fetch's batched messages go to the handler, or are dropped.
+
+        Only a fetch that began and ended positioned, with no seek begun in
+        between, is handed over: part of a fetch may come from before a seek.
+        A fetch is never split: handing over its messages after one that was
+        dropped would let them overtake it, and the processor would take the
+        dropped one, read again, for a copy of what it already has.
+        """
+        return positioned and self.flow_active and self.positioned() and self.seeks == seeks
+
     async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's fetch loop (``Consumer._drain_messages``), with the batched
         topics taken a fetch at a time."""
@@ -263,6 +280,9 @@ class TunedConsumer(driver.Consumer):
                 if self.rewind and self.positioned():
                     await self.rewind_dropped()
                 batch: dict[TP, list[Message]] = {}
+                # Decided for the whole fetch: the loop awaits Faust's path for
+                # other topics, and a seek may run meanwhile (see _hand_over).
+                seeks, positioned = self.seeks, self.positioned()
                 async for tp, message in self.getmany(timeout=1.0):
                     offset = message.offset
                     r_offset = read_offset[tp]
@@ -274,15 +294,13 @@ class TunedConsumer(driver.Consumer):
                         # must follow every message fetched, dropped or not.
                         await self._add_gap(tp, r_offset + 1, offset)
                     if tp.topic in batched:
-                        if self.positioned():
-                            batch.setdefault(tp, []).append(message)
-                        else:
-                            # Dropped, but read: the next message is no gap.
-                            self.note_dropped(tp, offset)
+                        # Dropped or handed over at the end of the fetch; read
+                        # either way: the next message is no gap.
+                        batch.setdefault(tp, []).append(message)
                     else:
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     read_offset[tp] = offset
-                if batch and self.flow_active and self.positioned():
+                if batch and self._hand_over(seeks, positioned):
                     # Counted in only when handed over: a dropped message
                     # is counted when it is read again.
                     for tp, messages in batch.items():
@@ -293,7 +311,6 @@ class TunedConsumer(driver.Consumer):
                                 on_message_in(tp, message.offset, message)
                     await handler(batch)
                 elif batch:
-                    # A rebalance or a seek began during the fetch.
                     for tp, messages in batch.items():
                         self.note_dropped(tp, messages[0].offset)
                 if self._commit_every is not None and self._n_acked >= self._commit_every:

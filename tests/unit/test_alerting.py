@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stream_app.core.alerting import alert_id, assess
 from stream_app.core.policy import Policy, policy_from_mapping
 from stream_app.core.records import ChurnAlert
@@ -164,3 +166,27 @@ def test_a_signal_alerted_on_recently_does_not_open_a_new_episode() -> None:
     reopened = assess(s, epoch(436), policy, emitted_at=0)  # cooldown over
     assert reopened is not None and [x.code for x in reopened.signals] == ["COMPLAINTS"]
     assert reopened.episode == 2
+
+
+def test_a_bigger_basket_lowers_the_odds_by_the_elasticity_once_the_typical_is_known() -> None:
+    from stream_app.core.scoring import basket_odds, purchase_risk
+
+    small, big = buyer(20, 200, amount=25.0), buyer(20, 200, amount=100.0)
+    now = epoch(260)
+    # Not known yet (no fit): the basket does not count.
+    assert Policy().model.typical_basket == 0.0
+    assert basket_odds(big, Policy()) == 1.0
+    known = policy_from_mapping({"model": {"typical_basket": 50.0}})
+    e = known.model.basket_elasticity
+    assert e == 0.2
+    assert basket_odds(big, known) == 2.0 ** -e and basket_odds(small, known) == 2.0 ** e
+    plain = purchase_risk(big, now, Policy())
+    assert plain == purchase_risk(small, now, Policy())  # the same purchase days
+
+    def odds(p: float) -> float:
+        return p / (1 - p)
+
+    assert odds(purchase_risk(big, now, known)) == pytest.approx(odds(plain) * 2.0 ** -e)
+    assert odds(purchase_risk(small, now, known)) == pytest.approx(odds(plain) * 2.0 ** e)
+    off = policy_from_mapping({"model": {"typical_basket": 50.0, "basket_elasticity": 0}})
+    assert purchase_risk(big, now, off) == plain

@@ -112,6 +112,8 @@ def test_several_brokers() -> None:
     ("[scoring]\nodds_complaints = 0\n", r"\[scoring\].odds_complaints: expected an odds"),
     ("[scoring]\nweight_overdue = 0.5\n", r"\[scoring\].weight_overdue is not a setting"),
     ("[model]\nalpha = 0\n", r"\[model\].alpha: expected a value above 0"),
+    ("[model]\ntypical_basket = -1\n", r"\[model\].typical_basket: expected a value of 0 or"),
+    ("[overdue]\nprior_purchases = 0\n", r"\[overdue\].prior_purchases: expected a value above"),
     ("[model]\nno_purchase_risk = 1.5\n", r"\[model\].no_purchase_risk: expected a value in"),
     ("[frequency_drop]\nmax_probability = 2\n", r"\[frequency_drop\].max_probability"),
     ("[alerting]\nopen_at = 10.0\nclose_below = 20.0\n", r"\[alerting\].close_below"),

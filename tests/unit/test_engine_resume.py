@@ -71,13 +71,15 @@ def _whole(raw: bytes) -> tuple[object, ...]:
     """The summary's fields read from the whole state, as the state reads them."""
     s = CustomerState.from_bytes(raw)
     bought = (None if s.first_purchase_ts is None
-              else (s.repeat_days, s.first_purchase_ts, s.last_purchase_ts))
+              else (s.repeat_days, s.first_purchase_ts, s.last_purchase_ts, s.spend,
+                    s.purchases))
     return s.partition, s.due_ts, bought
 
 
 def test_the_summary_reads_what_the_whole_state_holds() -> None:
     buyer = new_state("b")
     buyer.partition, buyer.due_ts, buyer.purchases, buyer.repeat_days = 2, 70 * DAY, 4, 3
+    buyer.spend = 120.5
     buyer.first_purchase_ts, buyer.last_purchase_ts = DAY, 9 * DAY
     # Keys of the summarised runs inside a nested object and inside text: the
     # runs no longer parse, and the whole state is read instead.
@@ -88,11 +90,11 @@ def test_the_summary_reads_what_the_whole_state_holds() -> None:
     for raw in (buyer.to_bytes(), quiet.to_bytes(), VERSION_1, LIST_ROWS):
         assert summarize(raw) == _whole(raw)
     assert summarize(quiet.to_bytes()) == (1, 5 * DAY, None)
-    assert summarize(buyer.to_bytes()) == (2, 70 * DAY, (3, DAY, 9 * DAY))
+    assert summarize(buyer.to_bytes()) == (2, 70 * DAY, (3, DAY, 9 * DAY, 120.5, 4))
 
 
 def test_a_state_without_purchase_days_counts_one_per_purchase_after_the_first() -> None:
     d = orjson.loads(new_state("o").to_bytes())
-    d.update(v=2, purchases=5, first_purchase_ts=DAY, last_purchase_ts=3 * DAY)
+    d.update(v=2, purchases=5, first_purchase_ts=DAY, last_purchase_ts=3 * DAY, spend=10.0)
     del d["repeat_days"]
-    assert summarize(orjson.dumps(d))[2] == (4, DAY, 3 * DAY)
+    assert summarize(orjson.dumps(d))[2] == (4, DAY, 3 * DAY, 10.0, 5)

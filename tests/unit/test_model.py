@@ -203,6 +203,35 @@ def test_cells_count_move_and_round_trip() -> None:
         Cells.from_bytes(b'{"w": 1.0, "c": [1, 2, 3]}')
 
 
+def test_cells_keep_the_typical_basket_as_a_geometric_mean_of_whole_buckets() -> None:
+    assert model.basket_bucket(0.0, 3) is None and model.basket_bucket(30.0, 0) is None
+    assert model.basket_bucket(math.e * 4, 4) == round(1 / model.BASKET_STEP)
+    cells = Cells()
+    assert cells.typical_basket() is None
+    cells.add(0, 10.0, 10.0)  # a basket not known counts in the cells only
+    ten, forty = model.basket_bucket(10.0, 1), model.basket_bucket(80.0, 2)
+    cells.add(0, 11.0, 11.0, ten)
+    cells.add(1, 12.0, 20.0, forty)
+    typical = cells.typical_basket()
+    assert typical == pytest.approx(20.0, rel=model.BASKET_STEP)  # sqrt(10 * 40)
+    # A purchase moves the customer's basket with its cell.
+    cells.remove(1, 12.0, 20.0, forty)
+    cells.add(2, 12.0, 25.0, model.basket_bucket(130.0, 3))
+    assert cells.typical_basket() == pytest.approx(math.sqrt(10 * 130 / 3),
+                                                   rel=model.BASKET_STEP)
+    with pytest.raises(KeyError):
+        cells.remove(0, 11.0, 11.0, forty)
+    again = Cells.from_bytes(cells.to_bytes())
+    assert again == cells and again.typical_basket() == cells.typical_basket()
+    no_baskets = Cells()
+    for x, first, last, n in cells:
+        for _ in range(n):
+            no_baskets.add(x, first, last)
+    assert no_baskets != cells  # the baskets are part of the histogram
+    with pytest.raises(ValueError):
+        Cells.from_bytes(b'{"w": 1.0, "c": [], "b": [5]}')
+
+
 def _cdnow_sample() -> tuple[Cells, float, np.ndarray, np.ndarray, np.ndarray]:
     path = Path(lifetimes.__file__).parent / "datasets" / "CDNOW_sample.txt"
     days: dict[str, list[int]] = {}
@@ -275,3 +304,42 @@ def test_fit_stays_finite_and_near_the_defaults_on_degenerate_partitions() -> No
             ratio = getattr(p, name) / getattr(model.DEFAULT, name)
             assert 1e-3 < ratio < 1e3, (name, p)
         assert 0.0 < model.p_no_purchase(p, 0, 0.0, 30.0, 90.0) < 1.0
+
+
+def test_fit_is_the_maximum_of_the_per_customer_likelihood_where_beta_is_far_above_alpha(
+        ) -> None:
+    # Customers much alike who hardly ever leave (beta >> alpha, as a
+    # population of steady buyers fits): the fit's hypergeometric arguments
+    # are near 1, where it sums a continued fraction instead of the series.
+    # Its maximum must be the maximum of the per-event log_likelihood, which
+    # test_the_tail_integral_matches_quadrature holds to the integral.
+    rng = np.random.default_rng(5)
+    truth = ParetoNBD(2.0, 28.0, 10.0, 3000.0)
+    cells = Cells()
+    data = []
+    for _ in range(400):
+        lam = rng.gamma(truth.r, 1 / truth.alpha)
+        death = rng.exponential(1 / rng.gamma(truth.s, 1 / truth.beta))
+        T = float(rng.integers(200, 400))
+        t, days = 0.0, []
+        while True:
+            t += rng.exponential(1 / lam)
+            if t > min(T, death):
+                break
+            days.append(math.floor(t))
+        days = sorted(set(d for d in days if d > 0))
+        x, t_x = len(days), float(days[-1] if days else 0)
+        first = 1000.0 - T
+        cells.add(x, first, first + t_x)
+        data.append((x, t_x, T))
+    got = model.fit(cells, 1000.5, prior_weight=0.0)
+    assert got.beta > 20 * got.alpha
+
+    def total(p: ParetoNBD) -> float:
+        return sum(model.log_likelihood(p, x, t_x, T) for x, t_x, T in data)
+
+    top = total(got)
+    for name in ("r", "alpha", "s", "beta"):
+        for factor in (0.97, 1.03):
+            moved = ParetoNBD(**{**got.to_dict(), name: getattr(got, name) * factor})
+            assert total(moved) < top, (name, factor)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from stream_app.core.model import ParetoNBD
 from stream_app.core.policy import Policy, policy_from_mapping
 from stream_app.core.signals import complaints, frequency_drop, overdue
 from stream_app.core.signals.base import poisson_cdf
@@ -176,9 +177,10 @@ def test_overdue_next_check_is_the_moment_the_customer_turns_late() -> None:
 
 def test_one_time_buyer_is_judged_by_the_populations_numbers() -> None:
     # A population of regular buyers (a purchase every alpha / r = 30 days,
-    # customers much alike): a one-time buyer is late after
-    # alpha * (q ** (-1 / r) - 1) days, about 93.
-    regular = policy_from_mapping({"model": {"r": 4.0, "alpha": 120.0}})
+    # customers much alike), trusted for all of its r = 4 purchases' worth:
+    # a one-time buyer is late after alpha * (q ** (-1 / r) - 1) days, about 93.
+    regular = policy_from_mapping({"model": {"r": 4.0, "alpha": 120.0},
+                                   "overdue": {"prior_purchases": 4.0}})
     limit = 120.0 * (0.1 ** (-1 / 4.0) - 1)
     assert 93 < limit < 94
     s = new_state("once")
@@ -195,6 +197,33 @@ def test_one_time_buyer_is_judged_by_the_populations_numbers() -> None:
     # about the rate, and a year's silence is common for such a customer.
     assert _silence_chance(0, 0, 365, POLICY) > 0.25
     assert overdue.evaluate(s, epoch(365), POLICY) is None
+
+
+def test_the_population_lends_a_silence_at_most_prior_purchases_of_evidence() -> None:
+    # Fitted on a population of weekly-ish buyers much alike (r = 2), with
+    # the default cap (half a purchase, the mean rate kept): the twice-a-year
+    # buyer's first silence is judged by what the customer showed, not by
+    # the others' rhythm.
+    fitted = policy_from_mapping({"model": {"r": 2.0, "alpha": 28.0}})
+    cap = fitted.overdue.prior_purchases
+    assert cap == 0.5
+    weak = overdue.silence_params(fitted)
+    assert (weak.r, weak.alpha) == (cap, pytest.approx(28.0 * cap / 2.0))
+    assert weak.r / weak.alpha == pytest.approx(2.0 / 28.0)  # the mean rate is kept
+    assert overdue.silence_params(POLICY) == ParetoNBD(POLICY.model.r, POLICY.model.alpha,
+                                                       POLICY.model.s, POLICY.model.beta)
+    once = new_state("once")
+    purchase(once, 0)
+    assert overdue.evaluate(once, epoch(150), fitted) is None
+    uncapped = policy_from_mapping({"model": {"r": 2.0, "alpha": 28.0},
+                                    "overdue": {"prior_purchases": 2.0}})
+    assert overdue.evaluate(once, epoch(150), uncapped) is not None
+    # A regular buyer's own purchases outweigh either: late at about the same day.
+    s = buyer(10, 300)
+    days = [next(d for d in range(301, 400)
+                 if overdue.evaluate(s, epoch(d), policy) is not None)
+            for policy in (fitted, uncapped)]
+    assert abs(days[0] - days[1]) <= 2
 
 
 def test_seasonal_buyer_with_one_long_gap_is_not_late_early() -> None:

@@ -4,22 +4,42 @@ Silence produces no event, so this is judged by the timer sweep in event
 time: ``next_check`` tells the sweep the moment the silence becomes unusual.
 "Unusual" is the purchase model's (:mod:`stream_app.core.model`): how often a
 customer still buying at the rate shown so far would go this long without a
-purchase.  That rate comes from the customer's own purchase days and, for a
-one- or two-time buyer, mostly from the population's, so nobody is judged
-against a fixed gap: a customer who bought weekly is late after weeks, one
-who buys twice a year after many months.
+purchase.  That rate comes from the customer's own purchase days and the
+population's numbers, the latter worth at most ``[overdue].prior_purchases``
+purchases (see :func:`silence_params`), so nobody is judged against a fixed
+gap, nor by the other customers' rhythm: a customer who bought weekly is
+late after weeks, one who buys twice a year after many months.
 """
 
 from __future__ import annotations
 
 import math
 
-from ..model import silence_probability
+from ..model import ParetoNBD, silence_probability
 from ..policy import Policy, model_params
 from ..state import DAY, CustomerState
 from .base import Fired, days, plural
 
 CODE = "OVERDUE"
+
+
+def silence_params(policy: Policy) -> ParetoNBD:
+    """The population numbers a silence is judged by: the policy's, with the
+    rate's shape capped at ``[overdue].prior_purchases`` (its mean kept).
+
+    The shape ``r`` is how many purchases' worth of evidence the population
+    lends a customer's own rate.  A fitted population whose customers mostly
+    buy alike gets a large ``r``, and then a customer with one or two
+    purchases is judged by the others' rhythm, not by their own: in a
+    population of weekly buyers a twice-a-year buyer's first long silence
+    looks unusual.  Capped, the population only fills in what the customer
+    has not shown yet, and a few purchases of the customer's own outweigh it.
+    """
+    p = model_params(policy.model)
+    cap = policy.overdue.prior_purchases
+    if p.r <= cap:
+        return p
+    return ParetoNBD(cap, p.alpha * cap / p.r, p.s, p.beta)
 
 
 def _rate(state: CustomerState, policy: Policy) -> tuple[float, float, float]:
@@ -33,7 +53,7 @@ def _rate(state: CustomerState, policy: Policy) -> tuple[float, float, float]:
     memo = state.memo.get(CODE)
     if memo is not None and memo[0] == key:
         return memo[1]  # type: ignore[no-any-return]
-    p = model_params(policy.model)
+    p = silence_params(policy)
     t_x = (state.last_purchase_ts - state.first_purchase_ts) / DAY
     shape, scale = p.r + state.repeat_days, p.alpha + t_x
     q = policy.overdue.max_silence_probability
@@ -68,7 +88,7 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
         return None
     stats = state.purchase_days(now)
     assert stats is not None
-    chance = silence_probability(model_params(policy.model), *stats)
+    chance = silence_probability(silence_params(policy), *stats)
     per_100 = max(1, round(100 * chance)) if chance >= 0.005 else 0
     often = (f"happens {per_100} {'time' if per_100 == 1 else 'times'} in 100" if per_100
              else "happens less than once in 200")
