@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -46,9 +48,11 @@ from .common import (
     new_producer,
     partition_for,
     produce_records,
+    profiled,
     raw_consume,
     rss_bytes,
     setup_topics,
+    summarize_profile,
     wait_ready,
     worker,
 )
@@ -115,28 +119,41 @@ async def end_markers(s: Settings, topic: str) -> None:
         await producer.stop()
 
 
-def start_and_measure(bench: Bench, s: Settings, n: int, label: str) -> dict[str, float]:
-    """Start a fresh worker; seconds to ready and to tracking n customers; RSS."""
+def _recover(s: Settings, proc: subprocess.Popen[bytes], n: int, t0: float
+             ) -> tuple[float, float, float | None]:
+    """(ready at, customers tracked, tracking at): monotonic times."""
+    ready_at = wait_ready(s, proc, timeout=3600, poll=0.1)
+    # Tracking: the gauge reaches n, or (fewer recovered) stops moving.
+    tracking_at = None
+    tracked, last, since = 0.0, -1.0, time.monotonic()
+    deadline = time.monotonic() + max(60.0, (ready_at - t0))
+    while time.monotonic() < deadline:
+        check_alive(proc)
+        tracked = metric_sum(s.web_port, "churnwatch_customers_tracked") or 0.0
+        now = time.monotonic()
+        if tracked >= n:
+            tracking_at = now
+            break
+        if tracked != last:
+            last, since = tracked, now
+        elif tracked > 0 and now - since > 5.0:
+            tracking_at = since
+            break
+        time.sleep(0.1)
+    return ready_at, tracked, tracking_at
+
+
+def start_and_measure(bench: Bench, s: Settings, n: int, label: str,
+                      profile: Path | None = None) -> dict[str, float]:
+    """Start a fresh worker; seconds to ready and to tracking n customers; RSS.
+
+    With ``profile``, the worker is sampled with py-spy from its start until
+    it tracks every customer (the RSS is read after the sampler stopped).
+    """
     with worker(s, bench.log_path(label)) as proc:
-        t0 = time.monotonic()
-        ready_at = wait_ready(s, proc, timeout=3600, poll=0.1)
-        # Tracking: the gauge reaches n, or (fewer recovered) stops moving.
-        tracking_at = None
-        tracked, last, since = 0.0, -1.0, time.monotonic()
-        deadline = time.monotonic() + max(60.0, (ready_at - t0))
-        while time.monotonic() < deadline:
-            check_alive(proc)
-            tracked = metric_sum(s.web_port, "churnwatch_customers_tracked") or 0.0
-            now = time.monotonic()
-            if tracked >= n:
-                tracking_at = now
-                break
-            if tracked != last:
-                last, since = tracked, now
-            elif tracked > 0 and now - since > 5.0:
-                tracking_at = since
-                break
-            time.sleep(0.1)
+        with profiled(proc.pid, profile):
+            t0 = time.monotonic()
+            ready_at, tracked, tracking_at = _recover(s, proc, n, t0)
         if tracked < n:
             log(f"{NAME}: {label}: the worker tracks {tracked:,.0f} of {n:,} customers")
         time.sleep(SETTLE_SECONDS)
@@ -181,8 +198,13 @@ def measure(args: argparse.Namespace, n: int, templates: list[dict[str, Any]]
             short = store.split(":")[0]
             base = start_and_measure(bench, bench.settings(
                 empty.app_id, store=store, tick_seconds=0.5), 0, f"{short}-empty")
+            profile = (args.profile / f"recovery-{short}-{n}.folded"
+                       if getattr(args, "profile", None) else None)
             got = start_and_measure(bench, bench.settings(
-                full.app_id, store=store, tick_seconds=0.5), n, f"{short}-{n}")
+                full.app_id, store=store, tick_seconds=0.5), n, f"{short}-{n}", profile)
+            if profile is not None:
+                for line in summarize_profile(profile, top=25):
+                    log(f"{NAME} profile ({short}, {n:,}): {line}")
             per = (got["rss"] - base["rss"]) / n
             p = {**params, "store": store, "rss_mib": round(got["rss"] / 2**20, 1),
                  "rss_empty_mib": round(base["rss"] / 2**20, 1),

@@ -90,4 +90,11 @@ def run_worker(create_topics: bool = True, settings: Settings | None = None) -> 
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    # Without a spinner Faust leaves the root logger at the configured level.
+    # With one (its default at WARNING and above) it sets the root logger to
+    # DEBUG so that every record turns the spinner, and app tasks (the one
+    # above) only start once the tables are recovered: every debug call of
+    # the changelog recovery loop, two per changelog message, would build and
+    # dispatch a record.  The spinner only ever draws on a terminal.
+    worker.spinner = None
     worker.execute_from_commandline()

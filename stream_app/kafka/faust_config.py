@@ -13,6 +13,7 @@ from faust.types.auth import CredentialsT
 from yarl import URL
 
 from ..core.settings import Settings, ssl_context
+from .faust_internals import BulkTableManager, RawItemsTable
 
 
 def broker_credentials(s: Settings) -> CredentialsT | None:
@@ -88,6 +89,10 @@ def app_options(s: Settings) -> dict[str, Any]:
         # must not wait for them at a rebalance or at shutdown (the unacked
         # ones are delivered again from the committed offset).
         stream_wait_empty=False,
+        # Faust's table recovery, taking the changelog a queue-full at a time.
+        TableManager=BulkTableManager,
+        # Tables whose items() read a RocksDB store without Faust's layers.
+        Table=RawItemsTable,
     )
     if s.broker_profile == "local":
         options.update(
