@@ -34,6 +34,8 @@ class MergeQueue(Generic[T]):
     #: Topic name -> rank; ties in event time go to the lower rank.
     topics: dict[str, int]
     queues: dict[str, deque[tuple[float, int, T]]] = field(default_factory=dict)
+    #: The topics in merge order (by rank, then name), worked out at the first pop.
+    order: list[str] | None = field(default=None, compare=False, repr=False)
 
     def push(self, topic: str, ts: float, offset: int, item: T) -> None:
         self.queues.setdefault(topic, deque()).append((ts, offset, item))
@@ -47,19 +49,30 @@ class MergeQueue(Generic[T]):
         ``waiting(topic)`` says whether the broker holds messages on ``topic``
         that have not been pushed here yet.
         """
-        best: tuple[float, int, str] | None = None
-        for topic, rank in self.topics.items():
-            q = self.queues.get(topic)
+        # Runs once per event: the topics in rank order (then name, as the
+        # merge breaks ties), so that the first of equal heads wins without
+        # building a comparison key per topic.
+        queues = self.queues
+        best: deque[tuple[float, int, T]] | None = None
+        best_ts = 0.0
+        for topic in self._order():
+            q = queues.get(topic)
             if not q:
                 if waiting(topic):
                     return None
                 continue
-            key = (q[0][0], rank, topic)
-            if best is None or key < best:
-                best = key
+            ts = q[0][0]
+            if best is None or ts < best_ts:
+                best, best_ts = q, ts
         if best is None:
             return None
-        return self.queues[best[2]].popleft()[2]
+        return best.popleft()[2]
+
+    def _order(self) -> list[str]:
+        order = self.order
+        if order is None or len(order) != len(self.topics):
+            order = self.order = sorted(self.topics, key=lambda t: (self.topics[t], t))
+        return order
 
     def clear(self) -> None:
         self.queues.clear()
