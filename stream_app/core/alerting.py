@@ -52,6 +52,10 @@ def evaluate_signals(state: CustomerState, now: float, policy: Policy) -> list[F
     return fired
 
 
+#: (code, next_check) of every signal, in evaluation order.
+_CHECKS = tuple(zip(CODES, NEXT_CHECKS, strict=True))
+
+
 def next_due(state: CustomerState, now: float, policy: Policy,
              firing: Collection[str]) -> float | None:
     """When the sweep must look at the customer again: the first signal to say so.
@@ -61,7 +65,7 @@ def next_due(state: CustomerState, now: float, policy: Policy,
     due = next_maturity(state)  # an alert's horizon ends: settle whether it was right
     if due is not None and due <= now:
         due = None
-    for code, nc in zip(CODES, NEXT_CHECKS, strict=True):
+    for code, nc in _CHECKS:
         t = nc(state, now, policy, code in firing)
         if t is not None and t > now and (due is None or t < due):
             due = t

@@ -81,8 +81,11 @@ class Applier:
         self.assess = assessor.assess
         self.publish = publisher.publish
         self.reject = letters.reject
+        def handed() -> int:
+            return publisher.handed + letters.handed
+
         #: Alerts and dead letters handed on so far: each may have let other tasks run.
-        self.handed = lambda: publisher.handed + letters.handed
+        self.handed = handed
 
     async def release(self, partition: int, work: PartitionWork) -> None:
         """Apply every queued event the merge order allows, timers in between."""

@@ -38,7 +38,10 @@ class MergeQueue(Generic[T]):
     order: list[str] | None = field(default=None, compare=False, repr=False)
 
     def push(self, topic: str, ts: float, offset: int, item: T) -> None:
-        self.queues.setdefault(topic, deque()).append((ts, offset, item))
+        q = self.queues.get(topic)
+        if q is None:
+            q = self.queues[topic] = deque()
+        q.append((ts, offset, item))
 
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues.values())

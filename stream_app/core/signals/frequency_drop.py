@@ -56,21 +56,23 @@ def _judge(state: CustomerState, now: float, policy: Policy) -> _Drop | None:
     recent = bisect_left(idxs, recent_from)
     end = bisect_right(idxs, current)
     base_n, recent_n = float(sum(counts[base:recent])), float(sum(counts[recent:end]))
-    base_spend, recent_spend = float(sum(spends[base:recent])), float(sum(spends[recent:end]))
     if base_n < fd.min_baseline_purchases:
         return None
     expected = base_n / baseline_days * recent_days
-    expected_spend = base_spend / baseline_days * recent_days
     count_ratio = recent_n / expected
-    spend_ratio = recent_spend / expected_spend if expected_spend > 0 else 1.0
     # The Poisson tail only where the ratio already says "drop": it is the
     # costly half of the test, and most customers fail the cheap one.
     count_drop = (count_ratio <= fd.max_ratio
                   and poisson_cdf(int(recent_n), expected) <= fd.max_probability)
     # Smaller baskets at the usual pace: judged only where enough purchases
     # were expected for the average basket to mean something.
-    spend_drop = (expected >= fd.min_expected_for_spend and 1 <= recent_n <= expected
-                  and spend_ratio <= fd.max_ratio)
+    spend_judged = expected >= fd.min_expected_for_spend and 1 <= recent_n <= expected
+    if not (count_drop or spend_judged):
+        return None  # no drop, whatever was spent: the spend is not summed
+    base_spend, recent_spend = float(sum(spends[base:recent])), float(sum(spends[recent:end]))
+    expected_spend = base_spend / baseline_days * recent_days
+    spend_ratio = recent_spend / expected_spend if expected_spend > 0 else 1.0
+    spend_drop = spend_judged and spend_ratio <= fd.max_ratio
     if not (count_drop or spend_drop):
         return None
     return (count_drop, recent_n, recent_spend, expected, expected_spend, count_ratio,
@@ -127,6 +129,9 @@ def next_check(state: CustomerState, now: float, policy: Policy,
         return None
     width = policy.history.bucket_days * DAY
     following = int(now // width) + 1
+    if firing:
+        # The next boundary whatever the scan would find (at the earliest, that one).
+        return following * width
     first = _first_drop_bucket(state, following, policy)
     if first == following:
         return following * width
