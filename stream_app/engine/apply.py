@@ -52,13 +52,14 @@ class Applier:
         "cache",
         "clock",
         "due",
-        "handed",
         "kinds",
+        "letters",
         "load",
         "models",
         "policy",
         "publish",
         "reject",
+        "sent",
         "states",
         "stats",
         "timers",
@@ -81,11 +82,10 @@ class Applier:
         self.assess = assessor.assess
         self.publish = publisher.publish
         self.reject = letters.reject
-        def handed() -> int:
-            return publisher.handed + letters.handed
-
-        #: Alerts and dead letters handed on so far: each may have let other tasks run.
-        self.handed = handed
+        #: Their ``handed`` counts the alerts and dead letters handed on so far:
+        #: each may have let other tasks run.
+        self.sent = publisher
+        self.letters = letters
 
     async def release(self, partition: int, work: PartitionWork) -> None:
         """Apply every queued event the merge order allows, timers in between."""
@@ -95,12 +95,12 @@ class Applier:
         # Asked afresh for every event released: the consumer learns of new
         # messages while a release runs, and a topic that has fallen behind
         # must stop the others at once, or its events would come too late.
-        def waiting(topic: str) -> bool:
-            return backlog(topic, partition, offered.get(topic, -1))
-
         if self.policy.model.fit:
             # The fit may run in a thread in the middle of an event: the
             # general path, which may wait at every event.
+            def waiting(topic: str) -> bool:
+                return backlog(topic, partition, offered.get(topic, -1))
+
             while (q := work.queue.pop(waiting)) is not None:
                 work.done += 1  # out of the queue: acknowledged at the next flush
                 if self.due.any_due(partition, q.decoded.ts):
@@ -118,19 +118,19 @@ class Applier:
         # backlog's answer for a topic stays what it was: it is asked again
         # only once an alert or a dead letter has been handed on.
         known: dict[str, bool] = {}
-        handed = self.handed
 
         def waiting_now(topic: str) -> bool:
             answer = known.get(topic)
             if answer is None:
-                answer = known[topic] = waiting(topic)
+                answer = known[topic] = backlog(topic, partition, offered.get(topic, -1))
             return answer
 
+        sent, letters = self.sent, self.letters
         heaps = self.due.heaps
         pop = work.queue.pop
         fold = self._fold
         applied: dict[str, int] = {}
-        mark = handed()
+        mark = sent.handed + letters.handed
         try:
             while (q := pop(waiting_now)) is not None:
                 work.done += 1  # out of the queue: acknowledged at the next flush
@@ -154,8 +154,8 @@ class Applier:
                         applied[q.topic] = applied.get(q.topic, 0) + 1
                 except Exception as exc:
                     await self._failed(partition, work, q, exc)
-                if handed() != mark:
-                    mark = handed()
+                if sent.handed + letters.handed != mark:
+                    mark = sent.handed + letters.handed
                     known.clear()
         finally:
             for topic, n in applied.items():
