@@ -34,8 +34,11 @@ class MergeQueue(Generic[T]):
     #: Topic name -> rank; ties in event time go to the lower rank.
     topics: dict[str, int]
     queues: dict[str, deque[tuple[float, int, T]]] = field(default_factory=dict)
-    #: The topics in merge order (by rank, then name), worked out at the first pop.
-    order: list[str] | None = field(default=None, compare=False, repr=False)
+    #: The topics in merge order: by rank, then name.
+    order: list[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.order = sorted(self.topics, key=lambda t: (self.topics[t], t))
 
     def push(self, topic: str, ts: float, offset: int, item: T) -> None:
         q = self.queues.get(topic)
@@ -58,7 +61,7 @@ class MergeQueue(Generic[T]):
         queues = self.queues
         best: deque[tuple[float, int, T]] | None = None
         best_ts = 0.0
-        for topic in self._order():
+        for topic in self.order:
             q = queues.get(topic)
             if not q:
                 if waiting(topic):
@@ -70,12 +73,6 @@ class MergeQueue(Generic[T]):
         if best is None:
             return None
         return best.popleft()[2]
-
-    def _order(self) -> list[str]:
-        order = self.order
-        if order is None or len(order) != len(self.topics):
-            order = self.order = sorted(self.topics, key=lambda t: (self.topics[t], t))
-        return order
 
     def clear(self) -> None:
         self.queues.clear()

@@ -17,6 +17,7 @@ sweep judges it at bucket boundaries (see :func:`next_check`).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import accumulate
 
 from ..policy import Policy
 from ..state import DAY, CustomerState
@@ -178,10 +179,11 @@ def _scan(state: CustomerState, start: int, policy: Policy) -> int | None:
     recent_days = (fd.recent_buckets - 1) * policy.history.bucket_days  # at a boundary
     if recent_days <= 0:
         return None
-    counts, spends = [0.0], [0.0]
-    for n, spend in zip(state.bucket_count, state.bucket_spend, strict=True):
-        counts.append(counts[-1] + n)
-        spends.append(spends[-1] + spend)
+    if len(state.bucket_count) != len(state.bucket_spend):
+        raise ValueError("the bucket count and spend columns differ in length")
+    # Running totals, summed in the same order as a loop would (the same floats).
+    counts = list(accumulate(state.bucket_count, initial=0.0))
+    spends = list(accumulate(state.bucket_spend, initial=0.0))
     newest = idxs[-1]
     first_bucket_start = int(state.first_purchase_ts // width) * width
     for c in range(start, int(newest) + fd.recent_buckets + fd.baseline_buckets):
