@@ -53,13 +53,11 @@ class Applier:
         "clock",
         "due",
         "kinds",
-        "letters",
         "load",
         "models",
         "policy",
         "publish",
         "reject",
-        "sent",
         "states",
         "stats",
         "timers",
@@ -82,10 +80,6 @@ class Applier:
         self.assess = assessor.assess
         self.publish = publisher.publish
         self.reject = letters.reject
-        #: Their ``handed`` counts the alerts and dead letters handed on so far:
-        #: each may have let other tasks run.
-        self.sent = publisher
-        self.letters = letters
 
     async def release(self, partition: int, work: PartitionWork) -> None:
         """Apply every queued event the merge order allows, timers in between."""
@@ -93,14 +87,15 @@ class Applier:
         offered = work.offered
 
         # Asked afresh for every event released: the consumer learns of new
-        # messages while a release runs, and a topic that has fallen behind
-        # must stop the others at once, or its events would come too late.
+        # messages while a release runs (its fetches run in a thread of their
+        # own), and a topic that has fallen behind must stop the others at
+        # once, or its events would come too late.
+        def waiting(topic: str) -> bool:
+            return backlog(topic, partition, offered.get(topic, -1))
+
         if self.policy.model.fit:
             # The fit may run in a thread in the middle of an event: the
             # general path, which may wait at every event.
-            def waiting(topic: str) -> bool:
-                return backlog(topic, partition, offered.get(topic, -1))
-
             while (q := work.queue.pop(waiting)) is not None:
                 work.done += 1  # out of the queue: acknowledged at the next flush
                 if self.due.any_due(partition, q.decoded.ts):
@@ -112,27 +107,13 @@ class Applier:
             return
 
         # Without the fit an event waits for nothing unless it raises an alert
-        # or is refused: it is folded synchronously.  Between two waits no
-        # other task runs, so neither the consumer's view of the broker nor
-        # this partition's offsets (its lock is held) can change, and the
-        # backlog's answer for a topic stays what it was: it is asked again
-        # only once an alert or a dead letter has been handed on.
-        known: dict[str, bool] = {}
-
-        def waiting_now(topic: str) -> bool:
-            answer = known.get(topic)
-            if answer is None:
-                answer = known[topic] = backlog(topic, partition, offered.get(topic, -1))
-            return answer
-
-        sent, letters = self.sent, self.letters
+        # or is refused: it is folded synchronously, with no coroutine of its own.
         heaps = self.due.heaps
         pop = work.queue.pop
         fold = self._fold
         applied: dict[str, int] = {}
-        mark = sent.handed + letters.handed
         try:
-            while (q := pop(waiting_now)) is not None:
+            while (q := pop(waiting)) is not None:
                 work.done += 1  # out of the queue: acknowledged at the next flush
                 ts = q.decoded.ts
                 heap = heaps.get(partition)
@@ -154,10 +135,8 @@ class Applier:
                         applied[q.topic] = applied.get(q.topic, 0) + 1
                 except Exception as exc:
                     await self._failed(partition, work, q, exc)
-                if sent.handed + letters.handed != mark:
-                    mark = sent.handed + letters.handed
-                    known.clear()
         finally:
+            # Counted per release: one lock of the metric per topic, not per event.
             for topic, n in applied.items():
                 metrics.child(metrics.EVENTS, topic).inc(n)
 

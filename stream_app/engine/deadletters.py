@@ -83,16 +83,13 @@ def without_value(letter: DeadLetter) -> DeadLetter:
 class DeadLetters:
     """Sends a partition's dead letters; the flush waits for them with its alerts."""
 
-    __slots__ = ("handed", "send")
+    __slots__ = ("send",)
 
     def __init__(self, send: SendDeadLetter) -> None:
         self.send = send
-        #: Calls of :meth:`reject` so far (the applier's cue that other tasks may have run).
-        self.handed = 0
 
     async def reject(self, work: PartitionWork, topic: str, partition: int, offset: int,
                      key: bytes | None, value: bytes | None, reason: str, code: str) -> None:
-        self.handed += 1
         letter = dead_letter(topic, partition, offset, key, value, reason, code)
         metrics.DEAD_LETTERS.labels(topic, letter.reason_code).inc()
         log.warning("dead-lettered", extra={"fields": {

@@ -22,7 +22,7 @@ SendAlert = Callable[[ChurnAlert, int], Awaitable[Awaitable[int]]]
 
 
 class Publisher:
-    __slots__ = ("handed", "recent", "send", "stats", "wall")
+    __slots__ = ("recent", "send", "stats", "wall")
 
     def __init__(self, send: SendAlert, stats: Stats, wall: Callable[[], float],
                  recent: int) -> None:
@@ -31,13 +31,10 @@ class Publisher:
         self.wall = wall
         #: The latest alerts sent by this worker, newest last (for GET /alerts).
         self.recent: deque[ChurnAlert] = deque(maxlen=recent)
-        #: Calls of :meth:`publish` so far (the applier's cue that other tasks may have run).
-        self.handed = 0
 
     async def publish(self, partition: int, work: PartitionWork, state: CustomerState,
                       alert: ChurnAlert, now: float, ingested: float | None) -> None:
         assert work.published is not None
-        self.handed += 1
         if alert.alert_id in work.published:
             # Published before a crash or a rebalance; the state now knows it.
             work.published.discard(alert.alert_id)
