@@ -22,7 +22,8 @@ from .playbook import recommend, summary, summary_he
 from .policy import Policy
 from .records import ChurnAlert, SignalEvidence
 from .scoring import risk_score, route, severity, value_at_risk
-from .signals import CODES, EVALUATORS, NEXT_CHECKS, Fired
+from .signals import CODES, EVALUATORS, NEXT_CHECKS, SILENT_WITHOUT, Fired
+from .signals.base import Evaluate, NextCheck
 from .state import DAY, CustomerState
 
 
@@ -41,11 +42,39 @@ def silenced(state: CustomerState, now: float) -> bool:
     return a.do_not_contact or a.lost or (a.quiet_until is not None and now < a.quiet_until)
 
 
-def evaluate_signals(state: CustomerState, now: float, policy: Policy) -> list[Fired]:
+#: The fields a signal can be silent without, as :func:`_signals` reads them.
+_SILENCERS = ("complaints", "notes")
+assert set(SILENT_WITHOUT) <= {None, *_SILENCERS}, SILENT_WITHOUT
+
+_Signals = tuple[tuple[Evaluate, ...], tuple[tuple[str, NextCheck], ...]]
+
+
+def _selection(has_complaints: bool, has_notes: bool) -> _Signals:
+    has = {"complaints": has_complaints, "notes": has_notes}
+    keep = [i for i, field in enumerate(SILENT_WITHOUT) if field is None or has[field]]
+    return (tuple(EVALUATORS[i] for i in keep),
+            tuple((CODES[i], NEXT_CHECKS[i]) for i in keep))
+
+
+#: (complaints kept, concerns noted) -> the signals that can say anything, in
+#: evaluation order: their evaluators, and their (code, next_check).
+_SELECTED: dict[tuple[bool, bool], _Signals] = {
+    (c, n): _selection(c, n) for c in (False, True) for n in (False, True)}
+
+
+def _signals(state: CustomerState) -> _Signals:
+    """The signals worth asking about ``state``: the others are silent (see
+    :data:`~stream_app.core.signals.SILENT_WITHOUT`); most customers have no
+    complaint and no concern, and skip five of the nine."""
+    return _SELECTED[bool(state.complaints), bool(state.notes)]
+
+
+def evaluate_signals(state: CustomerState, now: float, policy: Policy,
+                     evaluators: tuple[Evaluate, ...] | None = None) -> list[Fired]:
     # Plain loops: this runs for every event and every timer, and a generator
     # per call costs as much as a cheap signal.
     fired = []
-    for ev in EVALUATORS:
+    for ev in _signals(state)[0] if evaluators is None else evaluators:
         f = ev(state, now, policy)
         if f is not None:
             fired.append(f)
@@ -53,7 +82,8 @@ def evaluate_signals(state: CustomerState, now: float, policy: Policy) -> list[F
 
 
 def next_due(state: CustomerState, now: float, policy: Policy,
-             firing: Collection[str]) -> float | None:
+             firing: Collection[str],
+             checks: tuple[tuple[str, NextCheck], ...] | None = None) -> float | None:
     """When the sweep must look at the customer again: the first signal to say so.
 
     ``firing``: the codes of the signals that fire at ``now``.
@@ -61,7 +91,7 @@ def next_due(state: CustomerState, now: float, policy: Policy,
     due = next_maturity(state)  # an alert's horizon ends: settle whether it was right
     if due is not None and due <= now:
         due = None
-    for code, nc in zip(CODES, NEXT_CHECKS, strict=True):
+    for code, nc in _signals(state)[1] if checks is None else checks:
         t = nc(state, now, policy, code in firing)
         if t is not None and t > now and (due is None or t < due):
             due = t
@@ -76,10 +106,11 @@ def assess(state: CustomerState, now: float, policy: Policy,
     it writes the state, so that a crash in between re-sends (same id) rather
     than loses it.
     """
-    fired = evaluate_signals(state, now, policy)
+    evaluators, checks = _signals(state)
+    fired = evaluate_signals(state, now, policy, evaluators)
     codes = [f.code for f in fired]
     state.active = codes
-    state.due_ts = next_due(state, now, policy, codes)
+    state.due_ts = next_due(state, now, policy, codes, checks)
     a = state.alerting
     if not a.open and (not fired or silenced(state, now)):
         # Nothing to open or close: the risk (the model's arithmetic) is not

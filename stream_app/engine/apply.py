@@ -11,11 +11,12 @@ run.
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 from ..core.decoding import show
 from ..core.policy import Policy
-from ..core.records import Feedback, Purchase
-from ..core.state import already_applied, apply_event, new_state, seen_event
+from ..core.records import ChurnAlert, Feedback, Purchase
+from ..core.state import CustomerState, already_applied, apply_event, new_state, seen_event
 from . import metrics
 from .assess import Assessor
 from .cache import StateCache
@@ -28,6 +29,21 @@ from .timers import Timers
 from .work import PartitionWork, Queued, Stats
 
 log = logging.getLogger("churnwatch")
+
+
+class Refusal(NamedTuple):
+    """Why an event is dead-lettered instead of applied."""
+
+    reason: str
+    code: str
+
+
+class Raised(NamedTuple):
+    """An applied event's alert, to publish before the event is counted."""
+
+    state: CustomerState
+    alert: ChurnAlert
+    now: float
 
 
 class Applier:
@@ -68,42 +84,144 @@ class Applier:
     async def release(self, partition: int, work: PartitionWork) -> None:
         """Apply every queued event the merge order allows, timers in between."""
         backlog = self.clock.backlog
+        offered = work.offered
 
         # Asked afresh for every event released: the consumer learns of new
-        # messages while a release runs, and a topic that has fallen behind
-        # must stop the others at once, or its events would come too late.
+        # messages while a release runs (its fetches run in a thread of their
+        # own), and a topic that has fallen behind must stop the others at
+        # once, or its events would come too late.
         def waiting(topic: str) -> bool:
-            return backlog(topic, partition, work.offered.get(topic, -1))
+            return backlog(topic, partition, offered.get(topic, -1))
 
-        while (q := work.queue.pop(waiting)) is not None:
-            work.done += 1  # out of the queue: acknowledged at the next flush
-            if self.due.any_due(partition, q.decoded.ts):
-                await self.timers.run_due(partition, work, q.decoded.ts)
-            try:
-                await self.apply(partition, work, q)
-            except Exception as exc:
-                # A bug must not stop the worker or silently drop the event: it
-                # goes to dead-letters with the error, to be replayed once fixed.
-                log.exception("processing failed", extra={"fields": {
-                    "topic": q.topic, "partition": partition, "offset": q.offset}})
-                await self.reject(work, q.topic, partition, q.offset, q.key, q.value,
-                                  f"processing failed: {type(exc).__name__}: {exc}"[:2000],
-                                  "processing_failed")
+        if self.policy.model.fit:
+            # The fit may run in a thread in the middle of an event: the
+            # general path, which may wait at every event.
+            while (q := work.queue.pop(waiting)) is not None:
+                work.done += 1  # out of the queue: acknowledged at the next flush
+                if self.due.any_due(partition, q.decoded.ts):
+                    await self.timers.run_due(partition, work, q.decoded.ts)
+                try:
+                    await self.apply(partition, work, q)
+                except Exception as exc:
+                    await self._failed(partition, work, q, exc)
+            return
+
+        # Without the fit an event waits for nothing unless it raises an alert
+        # or is refused: it is folded synchronously, with no coroutine of its own.
+        heaps = self.due.heaps
+        pop = work.queue.pop
+        fold = self._fold
+        applied: dict[str, int] = {}
+        try:
+            while (q := pop(waiting)) is not None:
+                work.done += 1  # out of the queue: acknowledged at the next flush
+                ts = q.decoded.ts
+                heap = heaps.get(partition)
+                if heap and heap[0][0] <= ts:
+                    await self.timers.run_due(partition, work, ts)
+                try:
+                    outcome = fold(partition, work, q)
+                    if outcome is True:
+                        applied[q.topic] = applied.get(q.topic, 0) + 1
+                    elif outcome is False:
+                        pass
+                    elif isinstance(outcome, Refusal):
+                        await self.reject(work, q.topic, partition, q.offset, q.key, q.value,
+                                          outcome.reason, outcome.code)
+                    else:
+                        await self.publish(partition, work, outcome.state, outcome.alert,
+                                           outcome.now, q.ingested)
+                        self._applied(q)
+                        applied[q.topic] = applied.get(q.topic, 0) + 1
+                except Exception as exc:
+                    await self._failed(partition, work, q, exc)
+        finally:
+            # Counted per release: one lock of the metric per topic, not per event.
+            for topic, n in applied.items():
+                metrics.child(metrics.EVENTS, topic).inc(n)
+
+    async def _failed(self, partition: int, work: PartitionWork, q: Queued,
+                      exc: Exception) -> None:
+        # A bug must not stop the worker or silently drop the event: it goes
+        # to dead-letters with the error, to be replayed once fixed.
+        log.exception("processing failed", extra={"fields": {
+            "topic": q.topic, "partition": partition, "offset": q.offset}})
+        await self.reject(work, q.topic, partition, q.offset, q.key, q.value,
+                          f"processing failed: {type(exc).__name__}: {exc}"[:2000],
+                          "processing_failed")
+
+    def _applied(self, q: Queued) -> None:
+        """Count an applied event (its Prometheus count is the caller's)."""
+        self.stats.events[self.kinds[q.topic]] += 1
+        record = q.decoded.record
+        if isinstance(record, Feedback):
+            metrics.FEEDBACK.labels(record.outcome).inc()
+
+    def _fold(self, partition: int, work: PartitionWork, q: Queued) -> bool | Refusal | Raised:
+        """:meth:`apply` without the fit, up to what needs a wait.
+
+        True: applied and counted (but for its Prometheus count); False:
+        recognised as applied before; else the refusal to dead-letter, or the
+        alert to publish, after which the event is to be counted.
+        """
+        d = q.decoded
+        record = d.record
+        cid = record.customer_id
+        state = self.load(cid)
+        if state is not None:
+            if 0 <= state.partition != partition:
+                return self._mismatch(state, cid, partition)
+            if already_applied(state, q.topic, q.offset):
+                self.clock.advance(work, d.ts)
+                self.stats.duplicates += 1
+                metrics.child(metrics.DUPLICATES, q.topic).inc()
+                return False
+            if seen_event(state, record):
+                self.stats.duplicate_events += 1
+                metrics.child(metrics.DUPLICATE_EVENTS, q.topic).inc()
+                return False
+        late = self.clock.too_late(partition, work, d.ts)
+        if late is not None:
+            return Refusal(late, "too_late")
+        if state is None:
+            state = self.states[cid] = new_state(cid)
+        now = self.clock.advance(work, d.ts)
+        if state.first_ts == 0.0:
+            self.cache.customers += 1
+            metrics.CUSTOMERS.set(self.cache.customers)
+        is_purchase = isinstance(record, Purchase)
+        apply_event(state, record, d.ts, topic=q.topic, partition=partition,
+                    offset=q.offset, policy=self.policy)
+        alert = self.assess(partition, work, state, now,
+                            purchase_at=d.ts if is_purchase else None,
+                            reported=record.outcome if isinstance(record, Feedback) else None)
+        if alert is not None:
+            return Raised(state, alert, now)
+        self.stats.events[self.kinds[q.topic]] += 1
+        if isinstance(record, Feedback):
+            metrics.FEEDBACK.labels(record.outcome).inc()
+        return True
+
+    @staticmethod
+    def _mismatch(state: CustomerState, cid: str, partition: int) -> Refusal:
+        # Keyed two ways (``C1`` and ``"C1"`` hash apart): offsets of two
+        # partitions are not comparable, and applying it would split the
+        # customer's history.  Refused, never skipped.
+        return Refusal(
+            f"customer {show(cid)}'s events arrive on partitions {state.partition} and "
+            f"{partition}: key every event of a customer the same way (its "
+            "customer_id, as a plain string)", "key_mismatch")
 
     async def apply(self, partition: int, work: PartitionWork, q: Queued) -> None:
+        """Apply one event (any policy, the fit too), and publish its alert if one is due."""
         d = q.decoded
         cid = d.record.customer_id
         state = self.load(cid)
         if state is not None:
             if 0 <= state.partition != partition:
-                # Keyed two ways (``C1`` and ``"C1"`` hash apart): offsets of
-                # two partitions are not comparable, and applying it would
-                # split the customer's history.  Refused, never skipped.
-                await self.reject(
-                    work, q.topic, partition, q.offset, q.key, q.value,
-                    f"customer {show(cid)}'s events arrive on partitions {state.partition} and "
-                    f"{partition}: key every event of a customer the same way (its "
-                    "customer_id, as a plain string)", "key_mismatch")
+                refusal = self._mismatch(state, cid, partition)
+                await self.reject(work, q.topic, partition, q.offset, q.key, q.value,
+                                  refusal.reason, refusal.code)
                 return
             if already_applied(state, q.topic, q.offset):
                 # The clock moves over events applied before a crash too, so
@@ -159,7 +277,5 @@ class Applier:
                             reported=record.outcome if isinstance(record, Feedback) else None)
         if alert is not None:
             await self.publish(partition, work, state, alert, now, q.ingested)
-        self.stats.events[self.kinds[q.topic]] += 1
+        self._applied(q)
         metrics.child(metrics.EVENTS, q.topic).inc()
-        if isinstance(record, Feedback):
-            metrics.FEEDBACK.labels(record.outcome).inc()

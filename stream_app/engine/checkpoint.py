@@ -122,8 +122,12 @@ class Checkpointer:
     def due(self) -> bool:
         """Whether a partition has waited long enough, or done enough, for a round."""
         now = self.wall()
-        return any(w.done >= FLUSH_EVENTS or now - w.last_flush >= self.flush_seconds
-                   for w in self.parts.values())
+        seconds = self.flush_seconds
+        # A loop, not any() over a generator: asked after every fetch.
+        for w in self.parts.values():
+            if w.done >= FLUSH_EVENTS or now - w.last_flush >= seconds:
+                return True
+        return False
 
     async def flush(self, partitions: list[int], wait: bool = True) -> None:
         """Start a round of the partitions (the caller holds their locks); with

@@ -34,9 +34,17 @@ class MergeQueue(Generic[T]):
     #: Topic name -> rank; ties in event time go to the lower rank.
     topics: dict[str, int]
     queues: dict[str, deque[tuple[float, int, T]]] = field(default_factory=dict)
+    #: The topics in merge order: by rank, then name.
+    order: list[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.order = sorted(self.topics, key=lambda t: (self.topics[t], t))
 
     def push(self, topic: str, ts: float, offset: int, item: T) -> None:
-        self.queues.setdefault(topic, deque()).append((ts, offset, item))
+        q = self.queues.get(topic)
+        if q is None:
+            q = self.queues[topic] = deque()
+        q.append((ts, offset, item))
 
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues.values())
@@ -47,19 +55,24 @@ class MergeQueue(Generic[T]):
         ``waiting(topic)`` says whether the broker holds messages on ``topic``
         that have not been pushed here yet.
         """
-        best: tuple[float, int, str] | None = None
-        for topic, rank in self.topics.items():
-            q = self.queues.get(topic)
+        # Runs once per event: the topics in rank order (then name, as the
+        # merge breaks ties), so that the first of equal heads wins without
+        # building a comparison key per topic.
+        queues = self.queues
+        best: deque[tuple[float, int, T]] | None = None
+        best_ts = 0.0
+        for topic in self.order:
+            q = queues.get(topic)
             if not q:
                 if waiting(topic):
                     return None
                 continue
-            key = (q[0][0], rank, topic)
-            if best is None or key < best:
-                best = key
+            ts = q[0][0]
+            if best is None or ts < best_ts:
+                best, best_ts = q, ts
         if best is None:
             return None
-        return self.queues[best[2]].popleft()[2]
+        return best.popleft()[2]
 
     def clear(self) -> None:
         self.queues.clear()

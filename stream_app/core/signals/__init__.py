@@ -2,7 +2,11 @@
 
 Add a signal by writing a module with ``CODE``, ``evaluate`` and, if silence
 or ageing can change its answer, ``next_check``; then list it here and give it
-an odds multiplier in the policy's ``[scoring]`` (``odds_<code>``).
+an odds multiplier in the policy's ``[scoring]`` (``odds_<code>``).  A signal
+that can say nothing while a state field is empty (no complaints kept, no
+concerns noted) names it in ``SILENT_WITHOUT``: its ``evaluate`` must then
+return None and its ``next_check`` None for every such state, and the
+assessment skips it there (a unit test holds every signal to that).
 """
 
 from __future__ import annotations
@@ -37,5 +41,8 @@ MODULES: tuple[ModuleType, ...] = (
 EVALUATORS: tuple[Evaluate, ...] = tuple(m.evaluate for m in MODULES)
 NEXT_CHECKS: tuple[NextCheck, ...] = tuple(m.next_check for m in MODULES)
 CODES: tuple[str, ...] = tuple(m.CODE for m in MODULES)
+#: Per signal, the state field it is silent without (None: none).
+SILENT_WITHOUT: tuple[str | None, ...] = tuple(getattr(m, "SILENT_WITHOUT", None)
+                                               for m in MODULES)
 
-__all__ = ["CODES", "EVALUATORS", "MODULES", "NEXT_CHECKS", "Fired"]
+__all__ = ["CODES", "EVALUATORS", "MODULES", "NEXT_CHECKS", "SILENT_WITHOUT", "Fired"]

@@ -13,6 +13,9 @@ from .base import Fired, clamp_strength, plural
 from .notes import next_check_notes, recent
 
 CODE = "COMPENSATION_ESCALATION"
+#: The state field without which this signal neither fires nor asks to be
+#: woken: with no concern kept, the assessment does not call it.
+SILENT_WITHOUT = "notes"
 
 
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:

@@ -13,6 +13,9 @@ from ..state import DAY, CustomerState
 from .base import Fired, clamp_strength, plural
 
 CODE = "COMPLAINTS"
+#: The state field without which this signal neither fires nor asks to be
+#: woken: with no complaint kept, the assessment does not call it.
+SILENT_WITHOUT = "complaints"
 
 
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:

@@ -17,6 +17,7 @@ sweep judges it at bucket boundaries (see :func:`next_check`).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import accumulate
 
 from ..policy import Policy
 from ..state import DAY, CustomerState
@@ -56,21 +57,23 @@ def _judge(state: CustomerState, now: float, policy: Policy) -> _Drop | None:
     recent = bisect_left(idxs, recent_from)
     end = bisect_right(idxs, current)
     base_n, recent_n = float(sum(counts[base:recent])), float(sum(counts[recent:end]))
-    base_spend, recent_spend = float(sum(spends[base:recent])), float(sum(spends[recent:end]))
     if base_n < fd.min_baseline_purchases:
         return None
     expected = base_n / baseline_days * recent_days
-    expected_spend = base_spend / baseline_days * recent_days
     count_ratio = recent_n / expected
-    spend_ratio = recent_spend / expected_spend if expected_spend > 0 else 1.0
     # The Poisson tail only where the ratio already says "drop": it is the
     # costly half of the test, and most customers fail the cheap one.
     count_drop = (count_ratio <= fd.max_ratio
                   and poisson_cdf(int(recent_n), expected) <= fd.max_probability)
     # Smaller baskets at the usual pace: judged only where enough purchases
     # were expected for the average basket to mean something.
-    spend_drop = (expected >= fd.min_expected_for_spend and 1 <= recent_n <= expected
-                  and spend_ratio <= fd.max_ratio)
+    spend_judged = expected >= fd.min_expected_for_spend and 1 <= recent_n <= expected
+    if not (count_drop or spend_judged):
+        return None  # no drop, whatever was spent: the spend is not summed
+    base_spend, recent_spend = float(sum(spends[base:recent])), float(sum(spends[recent:end]))
+    expected_spend = base_spend / baseline_days * recent_days
+    spend_ratio = recent_spend / expected_spend if expected_spend > 0 else 1.0
+    spend_drop = spend_judged and spend_ratio <= fd.max_ratio
     if not (count_drop or spend_drop):
         return None
     return (count_drop, recent_n, recent_spend, expected, expected_spend, count_ratio,
@@ -127,6 +130,9 @@ def next_check(state: CustomerState, now: float, policy: Policy,
         return None
     width = policy.history.bucket_days * DAY
     following = int(now // width) + 1
+    if firing:
+        # The next boundary whatever the scan would find (at the earliest, that one).
+        return following * width
     first = _first_drop_bucket(state, following, policy)
     if first == following:
         return following * width
@@ -173,10 +179,11 @@ def _scan(state: CustomerState, start: int, policy: Policy) -> int | None:
     recent_days = (fd.recent_buckets - 1) * policy.history.bucket_days  # at a boundary
     if recent_days <= 0:
         return None
-    counts, spends = [0.0], [0.0]
-    for n, spend in zip(state.bucket_count, state.bucket_spend, strict=True):
-        counts.append(counts[-1] + n)
-        spends.append(spends[-1] + spend)
+    if len(state.bucket_count) != len(state.bucket_spend):
+        raise ValueError("the bucket count and spend columns differ in length")
+    # Running totals, summed in the same order as a loop would (the same floats).
+    counts = list(accumulate(state.bucket_count, initial=0.0))
+    spends = list(accumulate(state.bucket_spend, initial=0.0))
     newest = idxs[-1]
     first_bucket_start = int(state.first_purchase_ts // width) * width
     for c in range(start, int(newest) + fd.recent_buckets + fd.baseline_buckets):

@@ -13,6 +13,9 @@ from .base import Fired
 from .notes import evaluate_notes, next_check_notes
 
 CODE = "HOSTILE_TONE"
+#: The state field without which this signal neither fires nor asks to be
+#: woken: with no concern kept, the assessment does not call it.
+SILENT_WITHOUT = "notes"
 
 
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:

@@ -18,6 +18,10 @@ from .base import Fired, clamp_strength, plural
 CODE = "UNRESPONSIVE"
 
 
+def _window(days: int) -> str:
+    return f"last {days} days"
+
+
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     p = policy.unresponsive
     start_day = int((now - p.window_days * DAY) // DAY)
@@ -27,10 +31,9 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
     days, responded, events = state.outreach_day, state.outreach_responded, state.outreach_event
     end = bisect_right(days, today)
     first = min(bisect_right(days, start_day), end)
-    window_label = f"last {p.window_days} days"
     if state.unsubscribed_ts is not None and now - state.unsubscribed_ts <= p.window_days * DAY:
         last = events[end - 1] if end > first else ""
-        return Fired(CODE, 1.0, 1.0, None, 1.0, window_label, (last,) if last else (),
+        return Fired(CODE, 1.0, 1.0, None, 1.0, _window(p.window_days), (last,) if last else (),
                      "unsubscribed from our messages")
     streak = end  # the unanswered days at the window's end: streak..end
     while streak > first and not responded[streak - 1]:
@@ -41,7 +44,7 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
         detail = (f"did not answer us on {plural(streak_days, 'day')} in a row "
                   f"({', '.join(channels)})")
         return Fired(CODE, clamp_strength(0.5 * streak_days / p.min_streak_days),
-                     float(streak_days), None, float(p.min_streak_days), window_label,
+                     float(streak_days), None, float(p.min_streak_days), _window(p.window_days),
                      tuple(events[streak:end]), detail)
     if end - first >= p.min_outreach_days and first >= p.min_outreach_days:
         rate = sum(responded[first:end]) / (end - first)
@@ -52,7 +55,8 @@ def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
             unanswered = tuple(e for e, r in zip(events[first:end], responded[first:end],
                                                  strict=True) if not r)
             return Fired(CODE, clamp_strength(1 - rate / usual), round(rate, 3),
-                         round(usual, 3), round(p.max_rate_ratio * usual, 3), window_label,
+                         round(usual, 3), round(p.max_rate_ratio * usual, 3),
+                         _window(p.window_days),
                          unanswered, detail)
     return None
 
