@@ -46,6 +46,13 @@ class Raised(NamedTuple):
     now: float
 
 
+class NeedsFit(NamedTuple):
+    """An event whose partition's population fit is due before it is applied."""
+
+    state: CustomerState
+    now: float
+
+
 class Applier:
     __slots__ = (
         "assess",
@@ -93,21 +100,9 @@ class Applier:
         def waiting(topic: str) -> bool:
             return backlog(topic, partition, offered.get(topic, -1))
 
-        if self.policy.model.fit:
-            # The fit may run in a thread in the middle of an event: the
-            # general path, which may wait at every event.
-            while (q := work.queue.pop(waiting)) is not None:
-                work.done += 1  # out of the queue: acknowledged at the next flush
-                if self.due.any_due(partition, q.decoded.ts):
-                    await self.timers.run_due(partition, work, q.decoded.ts)
-                try:
-                    await self.apply(partition, work, q)
-                except Exception as exc:
-                    await self._failed(partition, work, q, exc)
-            return
-
-        # Without the fit an event waits for nothing unless it raises an alert
-        # or is refused: it is folded synchronously, with no coroutine of its own.
+        # An event waits for nothing unless it raises an alert, is refused, or
+        # its partition's fit is due: it is folded synchronously, with no
+        # coroutine of its own.
         heaps = self.due.heaps
         pop = work.queue.pop
         fold = self._fold
@@ -121,6 +116,8 @@ class Applier:
                     await self.timers.run_due(partition, work, ts)
                 try:
                     outcome = fold(partition, work, q)
+                    if isinstance(outcome, NeedsFit):
+                        outcome = await self._fit_then_fold(partition, work, q, outcome)
                     if outcome is True:
                         applied[q.topic] = applied.get(q.topic, 0) + 1
                     elif outcome is False:
@@ -157,12 +154,14 @@ class Applier:
         if isinstance(record, Feedback):
             metrics.FEEDBACK.labels(record.outcome).inc()
 
-    def _fold(self, partition: int, work: PartitionWork, q: Queued) -> bool | Refusal | Raised:
-        """:meth:`apply` without the fit, up to what needs a wait.
+    def _fold(self, partition: int, work: PartitionWork,
+              q: Queued) -> bool | Refusal | Raised | NeedsFit:
+        """:meth:`apply`, up to what needs a wait.
 
         True: applied and counted (but for its Prometheus count); False:
-        recognised as applied before; else the refusal to dead-letter, or the
-        alert to publish, after which the event is to be counted.
+        recognised as applied before; else the refusal to dead-letter, the
+        alert to publish, after which the event is to be counted, or the fit
+        to run first (then :meth:`_fit_then_fold`).
         """
         d = q.decoded
         record = d.record
@@ -186,12 +185,42 @@ class Applier:
         if state is None:
             state = self.states[cid] = new_state(cid)
         now = self.clock.advance(work, d.ts)
+        if self.policy.model.fit and self.models.refit_due(partition, now):
+            return NeedsFit(state, now)
+        return self._fold_rest(partition, work, q, state, now)
+
+    async def _fit_then_fold(self, partition: int, work: PartitionWork, q: Queued,
+                             pending: NeedsFit) -> bool | Refusal | Raised:
+        state = pending.state
+        await self.models.refit(partition, pending.now)
+        # The fit runs in a thread: meanwhile a flush round may have let this
+        # state go from the cache (it was written and unchanged), and an event
+        # applied to a state the cache no longer holds would be lost with it.
+        cid = state.customer_id
+        if self.states.get(cid) is not state:
+            self.states[cid] = state
+        return self._fold_rest(partition, work, q, state, pending.now)
+
+    def _fold_rest(self, partition: int, work: PartitionWork, q: Queued,
+                   state: CustomerState, now: float) -> bool | Raised:
+        d = q.decoded
+        record = d.record
         if state.first_ts == 0.0:
             self.cache.customers += 1
             metrics.CUSTOMERS.set(self.cache.customers)
         is_purchase = isinstance(record, Purchase)
+        counted = is_purchase and self.policy.model.fit
+        if counted:
+            cells = self.models.model(partition).cells
+            before = purchase_cell(state)
+            if before is not None:
+                cells.remove(*before)
         apply_event(state, record, d.ts, topic=q.topic, partition=partition,
                     offset=q.offset, policy=self.policy)
+        if counted:
+            after = purchase_cell(state)
+            assert after is not None
+            cells.add(*after)
         alert = self.assess(partition, work, state, now,
                             purchase_at=d.ts if is_purchase else None,
                             reported=record.outcome if isinstance(record, Feedback) else None)

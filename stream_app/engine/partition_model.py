@@ -115,23 +115,35 @@ class Models(dict[int, PartitionModel]):
         return pm.policy if pm is not None else self.policy
 
     async def refit_if_due(self, partition: int, now: float) -> None:
-        """Fit the partition's population numbers once its clock passes the due time.
+        """Fit the partition's population numbers once its clock passes the due time."""
+        if self.refit_due(partition, now):
+            await self.refit(partition, now)
 
-        In a thread, so that the other partitions go on while it runs (this
-        partition waits: its lock is held, so its histogram does not change).
+    def refit_due(self, partition: int, now: float) -> bool:
+        """Whether a fit is to run now (see :meth:`refit`); else its schedule is kept.
+
+        Synchronous, so that an event with no fit due waits for nothing.
         """
         m = self.policy.model
         pm = self.model(partition)
         if pm.next_fit is None:
             pm.next_fit = now + m.refit_days * DAY
             pm.dirty = True
-            return
+            return False
         if now < pm.next_fit:
-            return
+            return False
         pm.next_fit = now + m.refit_days * DAY
         pm.dirty = True
-        if len(pm.cells) < m.min_customers:
-            return
+        return len(pm.cells) >= m.min_customers
+
+    async def refit(self, partition: int, now: float) -> None:
+        """Fit the partition's population numbers (once :meth:`refit_due` said so).
+
+        In a thread, so that the other partitions go on while it runs (this
+        partition waits: its lock is held, so its histogram does not change).
+        """
+        m = self.policy.model
+        pm = self.model(partition)
         start = model_params(pm.policy.model)
         started = time.monotonic()
         try:
