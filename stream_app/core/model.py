@@ -88,6 +88,13 @@ class ParetoNBD:
     beta: float
 
     def __post_init__(self) -> None:
+        r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
+        # The common case, checked first: four positive finite floats (built
+        # on the scoring path, so the general check below is kept off it).
+        if (type(r) is float and type(alpha) is float and type(s) is float
+                and type(beta) is float and 0.0 < r < math.inf and 0.0 < alpha < math.inf
+                and 0.0 < s < math.inf and 0.0 < beta < math.inf):
+            return
         for name in ("r", "alpha", "s", "beta"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -535,7 +542,7 @@ def _nelder_mead(f: Any, x0: list[float], step: float, xtol: float,
 #: within a small fraction of a percent of the top, far finer than anything
 #: a score depends on, and further steps would only chase the noise of the
 #: finite differences.
-_NEWTON_GAIN_TOL = 1e-10
+_NEWTON_GAIN_TOL = 1e-6
 #: The longest Newton step taken in one go (log-parameters; a factor of e).
 _NEWTON_MAX_STEP = 1.0
 
@@ -574,7 +581,8 @@ def _newton(f_many: Any, x0: list[float], np: Any, h: float = 1e-4,
         if not np.isfinite(hess).all() or not np.isfinite(grad).all():
             return None
         lam, vec = np.linalg.eigh(hess)
-        if lam.min() <= 0:
+        concave = bool(lam.min() > 0)
+        if not concave:
             # Not concave here (the population moved far since the last
             # fit): Newton's direction on the Hessian with its curvatures
             # made positive still descends, and the line search and the cap
@@ -584,7 +592,7 @@ def _newton(f_many: Any, x0: list[float], np: Any, h: float = 1e-4,
         longest = float(np.abs(step).max())
         if longest > _NEWTON_MAX_STEP:
             step *= _NEWTON_MAX_STEP / longest
-        if -float(grad @ step) / 2 < _NEWTON_GAIN_TOL:
+        if concave and -float(grad @ step) / 2 < _NEWTON_GAIN_TOL:
             # The top is closer than the step could matter: take it and stop.
             return [float(v) for v in x + step]
         scale = 1.0
@@ -681,19 +689,26 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None, *,
         return plain_series(b, c, z)
 
     def plain_series(b: Any, c: Any, z: Any) -> Any:
+        # The cells still summing are kept in compact arrays, shrunk only
+        # when some have converged: cheaper than indexing every term.
         out = np.ones_like(z)
-        term = np.ones_like(z)
+        idx = np.nonzero(z > 0.0)[0]
+        b, c, z = b[idx], c[idx], z[idx]
         bound = z / (1.0 - z)
-        active = np.nonzero(z > 0.0)[0]
+        term = np.ones_like(z)
+        total = np.ones_like(z)
         k = 0.0
-        while active.size and k < _SERIES_MAX_TERMS:
-            term[active] *= (b[active] + k) / (c[active] + k) * z[active]
-            out[active] += term[active]
-            keep = term[active] * bound[active] >= _SERIES_TOL * out[active]
-            active = active[keep]
+        while idx.size and k < _SERIES_MAX_TERMS:
+            term *= (b + k) / (c + k) * z
+            total += term
             k += 1.0
-        if active.size:
-            out[active] += term[active] * bound[active]
+            live = term * bound >= _SERIES_TOL * total
+            if not live.all():
+                out[idx[~live]] = total[~live]
+                idx, b, c, z, bound, term, total = (
+                    v[live] for v in (idx, b, c, z, bound, term, total))
+        if idx.size:
+            out[idx] = total + term * bound
         return out
 
     lg_x = np.vectorize(math.lgamma, otypes=[float])
