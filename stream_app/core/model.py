@@ -689,8 +689,9 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None, *,
         return plain_series(b, c, z)
 
     def plain_series(b: Any, c: Any, z: Any) -> Any:
-        # The cells still summing are kept in compact arrays, shrunk only
-        # when some have converged: cheaper than indexing every term.
+        # The cells still summing are kept in compact arrays, shrunk once a
+        # quarter of them have converged (the others sum on, below the
+        # tolerance): cheaper than indexing every term.
         out = np.ones_like(z)
         idx = np.nonzero(z > 0.0)[0]
         b, c, z = b[idx], c[idx], z[idx]
@@ -703,12 +704,13 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None, *,
             total += term
             k += 1.0
             live = term * bound >= _SERIES_TOL * total
-            if not live.all():
+            if 4 * int(np.count_nonzero(live)) <= 3 * live.size:
                 out[idx[~live]] = total[~live]
                 idx, b, c, z, bound, term, total = (
                     v[live] for v in (idx, b, c, z, bound, term, total))
         if idx.size:
-            out[idx] = total + term * bound
+            # Those still above the tolerance at the cap: the tail's bound added.
+            out[idx] = total + np.where(term * bound >= _SERIES_TOL * total, term * bound, 0.0)
         return out
 
     lg_x = np.vectorize(math.lgamma, otypes=[float])
