@@ -647,6 +647,14 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None, *,
     T = np.maximum(now_days - first - cells.width / 2.0, t_x)
     total = float(n.sum())
     x_values, x_index = np.unique(x, return_inverse=True)
+    # The tail integral depends on a cell through (x, t) only, at t = t_x and
+    # t = T: cells share many of those pairs (every one-time buyer has
+    # t_x = 0), so it is summed once per distinct pair.
+    ends = np.concatenate([np.stack([x, t_x], axis=1), np.stack([x, T], axis=1)])
+    pairs, pair_index = np.unique(ends, axis=0, return_inverse=True)
+    pair_index = pair_index.reshape(-1)
+    x_pair, t_pair = pairs[:, 0], pairs[:, 1]
+    at_tx, at_T = pair_index[:len(x)], pair_index[len(x):]
     centre = [math.log(DEFAULT.r), math.log(DEFAULT.alpha), math.log(DEFAULT.s),
               math.log(DEFAULT.beta)]
     prior = prior_weight / total / (2.0 * math.log(10.0) ** 2)
@@ -726,16 +734,15 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None, *,
             return out
         r, alpha, s, beta = (params[ok, i][:, None] for i in range(4))
         rx = r + x
-        c = rx + s + 1.0
         ge = alpha >= beta
-        b = np.where(ge, rx, s + 1.0)
-
-        def k_of(t: Any) -> Any:
-            # alpha >= beta: 2F1(1, r+x; c; (alpha-beta)/(alpha+t)); otherwise
-            # (1 - w) 2F1(1, s+1; c; w) with w = (beta-alpha)/(beta+t).
-            z = np.where(ge, (alpha - beta) / (alpha + t), (beta - alpha) / (beta + t))
-            value = series(b.ravel(), c.ravel(), z.ravel()).reshape(z.shape)
-            return np.where(ge, value, (1.0 - z) * value)
+        # The tail integral at each distinct (x, t): alpha >= beta:
+        # 2F1(1, r+x; c; (alpha-beta)/(alpha+t)); otherwise
+        # (1 - w) 2F1(1, s+1; c; w) with w = (beta-alpha)/(beta+t).
+        rx_pair = r + x_pair
+        b = np.where(ge, rx_pair, s + 1.0)
+        z = np.where(ge, (alpha - beta) / (alpha + t_pair), (beta - alpha) / (beta + t_pair))
+        k_pair = series(b.ravel(), (rx_pair + s + 1.0).ravel(), z.ravel()).reshape(z.shape)
+        k_pair = np.where(ge, k_pair, (1.0 - z) * k_pair)
 
         def log_a(t: Any) -> Any:
             return -rx * np.log(alpha + t) - s * np.log(beta + t)
@@ -743,8 +750,8 @@ def fit(cells: Cells, now_days: float, start: ParetoNBD | None = None, *,
         cc = s / (rx + s)
         la_tx = log_a(t_x)
         a_T = np.exp(log_a(T) - la_tx)
-        ck_tx = cc * k_of(t_x)
-        ck_T = cc * k_of(T)
+        ck_tx = cc * k_pair[:, at_tx]
+        ck_T = cc * k_pair[:, at_T]
         lg = lg_x(r + x_values)[:, x_index]
         ll = (lg - lg_x(r) + r * np.log(alpha) + s * np.log(beta) + la_tx
               + np.log(a_T * (1.0 - ck_T) + ck_tx))
