@@ -555,8 +555,9 @@ def _newton(f_many: Any, x0: list[float], np: Any, h: float = 1e-4,
     log-parameters, so a handful of steps converge where Nelder-Mead needs
     hundreds of evaluations.  ``f_many`` evaluates the objective at many
     points in one vectorised pass: the ``1 + 2n + n(n-1)/2`` points of a
-    step's gradient and Hessian cost about as much as one point would (the
-    per-operation overhead of numpy, not the arithmetic, dominates).
+    step's gradient and Hessian cost far less than as many separate calls
+    (on a partition's few hundred cells numpy's per-operation overhead, not
+    the arithmetic, dominates).
     Where the Hessian is not positive definite (too far from the
     top) the step uses its curvatures made positive.  ``None`` when the
     objective is not finite around ``x0``.
