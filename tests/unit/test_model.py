@@ -343,3 +343,16 @@ def test_fit_is_the_maximum_of_the_per_customer_likelihood_where_beta_is_far_abo
         for factor in (0.97, 1.03):
             moved = ParetoNBD(**{**got.to_dict(), name: getattr(got, name) * factor})
             assert total(moved) < top, (name, factor)
+
+
+def test_fit_from_a_far_warm_start_reaches_the_same_maximum() -> None:
+    """A warm start far from the top (the population moved a lot since the
+    last fit, the Hessian there not positive definite) still climbs to it."""
+    cells, day, *_ = _cdnow_sample()
+    now = day + 0.5
+    cold = model.fit(cells, now, prior_weight=0.0)
+    for far in (ParetoNBD(13.0, 200.0, 0.1, 700.0), ParetoNBD(2.0, 30.0, 2.0, 5000.0),
+                ParetoNBD(0.05, 2.0, 5.0, 10.0)):
+        warm = model.fit(cells, now, start=far, prior_weight=0.0)
+        for name in ("r", "alpha", "s", "beta"):
+            assert getattr(warm, name) == pytest.approx(getattr(cold, name), rel=2e-3), (far, name)
