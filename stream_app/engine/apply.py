@@ -156,7 +156,7 @@ class Applier:
 
     def _fold(self, partition: int, work: PartitionWork,
               q: Queued) -> bool | Refusal | Raised | NeedsFit:
-        """:meth:`apply`, up to what needs a wait.
+        """Apply one event, up to what needs a wait.
 
         True: applied and counted (but for its Prometheus count); False:
         recognised as applied before; else the refusal to dead-letter, the
@@ -240,71 +240,3 @@ class Applier:
             f"customer {show(cid)}'s events arrive on partitions {state.partition} and "
             f"{partition}: key every event of a customer the same way (its "
             "customer_id, as a plain string)", "key_mismatch")
-
-    async def apply(self, partition: int, work: PartitionWork, q: Queued) -> None:
-        """Apply one event (any policy, the fit too), and publish its alert if one is due."""
-        d = q.decoded
-        cid = d.record.customer_id
-        state = self.load(cid)
-        if state is not None:
-            if 0 <= state.partition != partition:
-                refusal = self._mismatch(state, cid, partition)
-                await self.reject(work, q.topic, partition, q.offset, q.key, q.value,
-                                  refusal.reason, refusal.code)
-                return
-            if already_applied(state, q.topic, q.offset):
-                # The clock moves over events applied before a crash too, so
-                # that it follows the same course as in a run that never stopped.
-                self.clock.advance(work, d.ts)
-                self.stats.duplicates += 1
-                metrics.child(metrics.DUPLICATES, q.topic).inc()
-                return
-            if seen_event(state, d.record):
-                self.stats.duplicate_events += 1
-                metrics.child(metrics.DUPLICATE_EVENTS, q.topic).inc()
-                return
-        # Judged here, in merge order, not as the message arrives: the clock
-        # then holds exactly the events before this one, however the input
-        # was cut into fetches, so a replay refuses the same events.
-        late = self.clock.too_late(partition, work, d.ts)
-        if late is not None:
-            await self.reject(work, q.topic, partition, q.offset, q.key, q.value, late,
-                              "too_late")
-            return
-        if state is None:
-            state = self.states[cid] = new_state(cid)
-        now = self.clock.advance(work, d.ts)
-        fitting = self.policy.model.fit
-        if fitting:
-            await self.models.refit_if_due(partition, now)
-            # The fit runs in a thread: meanwhile a flush round may have let
-            # this state go from the cache (it was written and unchanged), and
-            # an event applied to a state the cache no longer holds would be
-            # lost with it.
-            if self.states.get(cid) is not state:
-                self.states[cid] = state
-        if state.first_ts == 0.0:
-            self.cache.customers += 1
-            metrics.CUSTOMERS.set(self.cache.customers)
-        record = d.record
-        counted = fitting and isinstance(record, Purchase)
-        if counted:
-            cells = self.models.model(partition).cells
-            before = purchase_cell(state)
-            if before is not None:
-                cells.remove(*before)
-        apply_event(state, record, d.ts, topic=q.topic, partition=partition,
-                    offset=q.offset, policy=self.policy)
-        if counted:
-            after = purchase_cell(state)
-            assert after is not None
-            cells.add(*after)
-        # A late event (within the allowed lateness) is judged at the
-        # partition's clock: the customer as of now, including it.
-        alert = self.assess(partition, work, state, now,
-                            purchase_at=d.ts if isinstance(record, Purchase) else None,
-                            reported=record.outcome if isinstance(record, Feedback) else None)
-        if alert is not None:
-            await self.publish(partition, work, state, alert, now, q.ingested)
-        self._applied(q)
-        metrics.child(metrics.EVENTS, q.topic).inc()

@@ -114,11 +114,6 @@ class Models(dict[int, PartitionModel]):
         pm = self.get(partition)
         return pm.policy if pm is not None else self.policy
 
-    async def refit_if_due(self, partition: int, now: float) -> None:
-        """Fit the partition's population numbers once its clock passes the due time."""
-        if self.refit_due(partition, now):
-            await self.refit(partition, now)
-
     def refit_due(self, partition: int, now: float) -> bool:
         """Whether a fit is to run now (see :meth:`refit`); else its schedule is kept.
 

@@ -64,20 +64,21 @@ def test_refits_fall_due_in_event_time_and_need_enough_customers() -> None:
     now = 1000 * DAY
 
     async def go() -> None:
-        await models.refit_if_due(0, now)  # the first look only schedules
+        assert not models.refit_due(0, now)  # the first look only schedules
         pm = models[0]
         assert pm.next_fit == now + 30 * DAY and pm.dirty and pm.fitted_at is None
         pm.dirty = False
-        await models.refit_if_due(0, now + DAY)
+        assert not models.refit_due(0, now + DAY)
         assert not pm.dirty  # not due yet
-        await models.refit_if_due(0, now + 30 * DAY)  # due, but too few customers
+        assert not models.refit_due(0, now + 30 * DAY)  # due, but too few customers
         assert pm.dirty and pm.fitted_at is None and pm.next_fit == now + 60 * DAY
         for (x, first, last), basket in zip(
                 ((1, 900, 950), (3, 800, 990), (0, 960, 960), (5, 700, 995)),
                 (10.0, 40.0, None, 20.0), strict=True):
             pm.cells.add(x, first, last, None if basket is None else
                          round(math.log(basket) / BASKET_STEP))
-        await models.refit_if_due(0, now + 60 * DAY)
+        assert models.refit_due(0, now + 60 * DAY)
+        await models.refit(0, now + 60 * DAY)
         assert pm.fitted_at == now + 60 * DAY and pm.customers == 4
         # The typical basket is taken with the fit: the baskets' geometric mean.
         assert pm.policy.model.typical_basket == pytest.approx(20.0, rel=BASKET_STEP)

@@ -115,18 +115,21 @@ def test_a_state_let_go_from_the_cache_during_a_fit_loses_no_event(
     msgs = _messages()
     table: dict[bytes, bytes] = {}
     _run(table, msgs)
-    real = Models.refit_if_due
+    real = Models.refit
     processors: list[Processor] = []
+    trims: list[int] = []
 
     async def refit_and_trim(self: Models, partition: int, now: float) -> None:
         await real(self, partition, now)
+        trims.append(partition)
         proc = processors[-1]
         dirty = set().union(*(w.dirty for w in proc.parts.values()))
         for cid in [c for c in proc.cache if c not in dirty]:
             del proc.cache[cid]  # as the trim of a flush round does
 
-    monkeypatch.setattr(Models, "refit_if_due", refit_and_trim)
+    monkeypatch.setattr(Models, "refit", refit_and_trim)
     trimmed: dict[bytes, bytes] = {}
     _run(trimmed, msgs, before=processors.append)
+    assert trims, "no fit ran: the trim this test is about never happened"
     customers = [k for k in table if not k.startswith(b"\x00")]
     assert customers and all(trimmed[k] == table[k] for k in customers)
