@@ -54,9 +54,9 @@ def run_worker(create_topics: bool = True, settings: Settings | None = None) -> 
 
     @app.task  # type: ignore[untyped-decorator]
     async def _quiet_root_logger() -> None:
-        # The worker leaves the root logger at DEBUG whatever its own level,
-        # so every debug call in aiokafka's hot path builds a record: at the
-        # configured level the worker runs markedly faster.
+        # At the configured level whatever Faust's worker did with it (with its
+        # spinner it left the root logger at DEBUG, and every debug call in
+        # aiokafka's hot path built a record; see the spinner below).
         logging.getLogger().setLevel(settings.log_level.upper())
         logs.setup(settings.log_level, settings.log_format)
         logs.quiet_repeats()
