@@ -623,11 +623,17 @@ class BulkRecoveryConsumer(TunedConsumer):
             async for item in super().getmany(timeout):
                 yield item
             return
-        generation = self.app.consumer_generation_id
         read_offset = self._read_offset
         taking: dict[TP, bool] = {}
         taken: dict[TP, list[Message]] = {}
+        # The generation the fetch belongs to: Faust's getmany may wait out a
+        # whole rebalance for the flow to resume before it fetches, and stops
+        # yielding once the generation moves on, so everything it yields is
+        # of the generation current at its first message.
+        generation: int | None = None
         async for tp, message in super().getmany(timeout):
+            if generation is None:
+                generation = self.app.consumer_generation_id
             takes = taking.get(tp)
             if takes is None:
                 takes = taking[tp] = recovery.takes(tp)
@@ -639,7 +645,7 @@ class BulkRecoveryConsumer(TunedConsumer):
                 self._apply_taken(recovery, taken, generation)
                 taken = {}
             yield tp, message
-        if taken:
+        if taken and generation is not None:
             self._apply_taken(recovery, taken, generation)
 
     def _apply_taken(self, recovery: BulkRecovery, taken: Mapping[TP, list[Message]],

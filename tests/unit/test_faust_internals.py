@@ -624,6 +624,27 @@ async def test_a_fetch_taken_while_the_flow_stopped_is_dropped(
     assert dict(table.data) == {} and app.tables.recovery.in_recovery
 
 
+async def test_a_fetch_that_waited_out_a_rebalance_is_applied_in_its_new_generation(
+        app: ChurnwatchApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faust's getmany waits for the flow to resume before it fetches: a whole
+    # rebalance may pass meanwhile, and what it then yields is the new
+    # generation's recovery reading the changelog.  Dropped as of the old
+    # generation, it would never come again (the consumer has read past it),
+    # and the recovery would wait for it for ever.
+    table = _recovering(app, highwater=1)
+    app.consumer_generation_id = 1
+
+    async def getmany(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        app.consumer_generation_id = 2  # the rebalance, while Faust waited
+        for message in (_kv(CHANGELOG, 0, b"a", b"1"), _kv(CHANGELOG, 1, b"b", b"2")):
+            yield message.tp, message
+
+    monkeypatch.setattr(faust_internals.TunedConsumer, "getmany", getmany)
+    assert [m async for _, m in app.consumer.getmany(timeout=1.0)] == []
+    assert dict(table.data) == {b"a": b"1", b"b": b"2"}
+    assert not app.tables.recovery.in_recovery
+
+
 async def test_a_table_with_a_changelog_callback_recovers_through_faust(
         app: ChurnwatchApp, fetched: list[list[Message]]) -> None:
     async def on_changelog_event(event: Any) -> None: ...
