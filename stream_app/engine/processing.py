@@ -29,6 +29,7 @@ and hands each job to its part.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -252,6 +253,12 @@ class Processor:
             self.reset()
 
     def _forget(self) -> None:
+        for work in self.parts.values():
+            # The sends are made; only their offsets (for the checkpoint of
+            # a flush that will not come) go unread.
+            for pending in work.alert_offsets:
+                if asyncio.iscoroutine(pending):
+                    pending.close()
         self.parts.clear()
         self.states.clear()
         self.due.clear()

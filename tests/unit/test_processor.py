@@ -8,7 +8,9 @@ ones it kept loyal.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
+import warnings
 import zlib
 from dataclasses import replace
 from typing import Any
@@ -382,3 +384,34 @@ def test_a_flush_that_fails_fails_the_next_one_and_acks_nothing(
         assert not committed
 
     asyncio.run(go())
+
+
+async def test_a_revoke_drops_the_alert_offsets_it_will_not_read_quietly(
+        population: Population) -> None:
+    """The offsets of alerts sent since the last flush are read only by the next
+    flush; a rebalance drops that flush, and with it every awaitable left, without
+    a "coroutine was never awaited" warning for each (the sends are made)."""
+    out = Outputs()
+    proc = processor(out, backlog=lambda *a: False)
+
+    async def send_alert(alert: ChurnAlert, partition: int) -> Any:
+        out.alerts.append(alert)
+
+        async def offset() -> int:  # as the worker reads it from the send's future
+            return len(out.alerts) - 1
+        return offset()
+
+    proc.publisher.send = send_alert
+    pending = 0
+    for msg in messages(population):
+        await handle(proc, *msg)
+        pending = sum(len(w.alert_offsets) for w in proc.parts.values())
+        if pending:
+            break
+    assert pending
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await proc.revoke()
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+    assert proc.parts == {}
