@@ -114,8 +114,6 @@ def parts(pop: Population, *fractions: float) -> list[Population]:
     return [replace(pop, events=events[lo:hi]) for lo, hi in itertools.pairwise(bounds)]
 
 
-@pytest.mark.xfail(strict=False, reason="being confirmed over repeated runs after the fix of "
-                   "a changelog fetch dropped across a rebalance")
 def test_a_worker_joining_mid_stream_loses_nothing_and_applies_nothing_twice(
         tmp_path: Path) -> None:
     pop = generate(customers=200, days=540, seed=11)

@@ -168,13 +168,19 @@ def test_every_alert_arrives_across_a_kill_and_a_stop(settings: Settings, endpoi
     print(f"\nendpoint: {len(endpoint.requests)} requests for {len(ids)} alerts, "
           f"{endpoint.duplicates} duplicate(s): {twice} (in flight at the kill: "
           f"{in_flight_at_kill}; at the SIGTERM: {in_flight_at_stop})")
-    assert endpoint.seen[in_flight_at_kill] == 2
+    extra = {k: n - 1 for k, n in endpoint.seen.items() if n > 1}
+    assert set(extra) <= {in_flight_at_kill, in_flight_at_stop}, "nothing else twice"
     # The alert in flight at the SIGTERM is finished and committed before the
     # sink exits; once in five runs on a loaded machine it came again after the
     # restart, which at-least-once delivery allows (the key dedupes it): at most
-    # once more, and nothing else twice.
-    assert endpoint.seen[in_flight_at_stop] <= 2
-    assert endpoint.duplicates == 1 + (endpoint.seen[in_flight_at_stop] - 1)
+    # once more.
+    if in_flight_at_kill != in_flight_at_stop:
+        assert extra[in_flight_at_kill] == 1
+        assert extra.get(in_flight_at_stop, 0) <= 1
+    else:
+        # Run 2 was stopped while it delivered the kill's alert again.
+        assert 1 <= extra[in_flight_at_kill] <= 2
+    assert endpoint.duplicates == sum(extra.values())
     # Each customer's alerts arrived in their order on the topic.
     first_seen: dict[str, int] = {}
     for n, r in enumerate(endpoint.requests):
