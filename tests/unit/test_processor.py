@@ -409,9 +409,10 @@ async def test_a_revoke_drops_the_alert_offsets_it_will_not_read_quietly(
         if pending:
             break
     assert pending
+    gc.collect()  # what earlier tests left is not this test's to judge
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         await proc.revoke()
         gc.collect()
-    assert not [w for w in caught if "never awaited" in str(w.message)]
+    assert not [w for w in caught if "offset' was never awaited" in str(w.message)]
     assert proc.parts == {}
