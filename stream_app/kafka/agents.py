@@ -33,6 +33,7 @@ from . import clients
 from .app import ChurnwatchApp
 from .changelog import ChangelogWriter
 from .faust_internals import BatchHandler, event_for, processing
+from .monitor import LeanPrometheusMonitor
 from .topics import Topics
 
 log = logging.getLogger("churnwatch")
@@ -162,6 +163,14 @@ def attach_agents(app: ChurnwatchApp, settings: Settings, policy: Policy, topics
         with processing(event):
             yield
 
+    def _acknowledge(topic: str, partition: int, first: int, last: int) -> None:
+        tp = _tp(topic, partition)
+        n = app.tuned_consumer.ack_range(tp, first, last)
+        if n:
+            sensor = app.monitor
+            if isinstance(sensor, LeanPrometheusMonitor):
+                sensor.on_messages_out(tp, n)
+
     processor = Processor(
         customer_to_state,
         policy,
@@ -174,11 +183,8 @@ def attach_agents(app: ChurnwatchApp, settings: Settings, policy: Policy, topics
         write_states=ChangelogWriter(customer_to_state),
         flush_seconds=settings.flush_seconds,
         in_partition=_in_partition,
+        acknowledge=_acknowledge,
     )
-
-    def _acknowledge(message: Message) -> None:
-        app.consumer.ack(message)
-        app.sensors.on_message_out(message.tp, message.offset, message)
 
     async def take_fetch(batch: Mapping[TP, list[Message]]) -> None:
         """Hand a fetch of the input topics to the processor, a partition at a time.
@@ -192,8 +198,7 @@ def attach_agents(app: ChurnwatchApp, settings: Settings, policy: Policy, topics
             _anchor[tp.partition] = event_for(app, messages[-1])
             with _in_partition(tp.partition):
                 await processor.handle_many(tp.topic, tp.partition, [
-                    (m.offset, m.key, m.value, m.timestamp, partial(_acknowledge, m))
-                    for m in messages])
+                    (m.offset, m.key, m.value, m.timestamp, None) for m in messages])
 
     app.take_batches(topics.inputs, take_fetch)
     app.before_stop.append(processor.flush_all)

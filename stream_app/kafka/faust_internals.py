@@ -81,8 +81,10 @@ from faust.tables.recovery import logger as recovery_logger
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, AppT, EventT, Message, ProducerT, TransportT
+from faust.types.tuples import ack_lock
 from faust.utils.tracing import finish_span
 from mode import Service
+from mode.utils.futures import notify
 
 #: Takes one fetch's messages of the batched topics, in offset order per partition.
 BatchHandler = Callable[[Mapping[TP, list[Message]]], Awaitable[None]]
@@ -151,6 +153,30 @@ class TunedConsumer(driver.Consumer):
         assert isinstance(app, TunedApp)
         return app
 
+    def ack_range(self, tp: TP, first: int, last: int) -> int:
+        """Faust's ``Consumer.ack`` for every offset from ``first`` to ``last``.
+
+        The processor acknowledges a partition's messages in runs of offsets,
+        so no ``Message`` (nor a closure holding one) has to live until the
+        flush.  The bookkeeping is Faust's own, under its lock: offsets below
+        the commit or already acknowledged are skipped, the rest count towards
+        the next commit.  Returns how many offsets were newly acknowledged.
+        """
+        if not self.app.topics.acks_enabled_for(tp.topic):
+            return 0
+        with ack_lock:
+            try:
+                committed = self._committed_offset[tp]
+                start = first if committed is None else max(first, committed)
+                index, acked = self._acked_index[tp], self._acked[tp]
+                fresh = [offset for offset in range(start, last + 1) if offset not in index]
+                index.update(fresh)
+                acked.extend(fresh)
+                self._n_acked += len(fresh)
+                return len(fresh)
+            finally:
+                notify(self._waiting_for_ack)
+
     def committed_offset(self, tp: TP) -> int | None:
         """The offset Faust last committed (or found committed) for ``tp``; None: none."""
         # A defaultdict: .get() reads without adding the partition.
@@ -172,15 +198,23 @@ class TunedConsumer(driver.Consumer):
         Partitions with nothing buffered are fetched together, so in steady
         operation the marks are equally fresh and nothing waits.
         """
-        consumer = self.client()
-        try:
-            polled = consumer.last_poll_timestamp(tp)
-            highwater: int | None = consumer.highwater(tp)
-            newest = max((consumer.last_poll_timestamp(s) or 0 for s in siblings), default=0)
-        except AssertionError:  # not assigned (a rebalance is under way)
+        # What aiokafka's highwater() and last_poll_timestamp() read, looked up
+        # once per partition: the merge asks this for every event it releases.
+        subscription = self.client()._subscription.subscription  # noqa: SLF001 aiokafka's partition states
+        assignment = None if subscription is None else subscription.assignment
+        if assignment is None:  # nothing assigned: a rebalance is under way
             return None
-        if polled is None or polled < newest:
+        state = assignment.state_value(tp)
+        if state is None or state.timestamp is None:  # not assigned, or never fetched
             return None
+        polled = state.timestamp
+        for sibling in siblings:
+            other = assignment.state_value(sibling)
+            if other is None:  # not assigned: a rebalance is under way
+                return None
+            if other.timestamp is not None and other.timestamp > polled:
+                return None
+        highwater: int | None = state.highwater
         return highwater
 
     async def perform_seek(self) -> None:

@@ -56,6 +56,13 @@ class LeanPrometheusMonitor(PrometheusMonitor):
         child(m.messages_received_per_topics, tp.topic).inc(n)
         child(m.messages_received_per_topics_partition, tp.topic, tp.partition).set(last)
 
+    def on_messages_out(self, tp: Any, n: int) -> None:
+        """Faust's ``on_message_out`` for ``n`` messages acknowledged as a run of
+        offsets (their ``Message`` objects are gone by then, so no per-message
+        times are kept)."""
+        self.messages_active -= n
+        self.faust_metrics.active_messages.dec(n)
+
     def track_tp_end_offset(self, tp: Any, offset: int) -> None:
         # Faust's consumer calls this for every message it fetches.
         Monitor.track_tp_end_offset(self, tp, offset)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.consumer.subscription_state import SubscriptionState
 from faust.exceptions import ConsumerNotStarted
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.streams import current_event
@@ -46,6 +47,9 @@ OTHER = TP("purchases", 1)
 PINNED = {
     "faust.transport.consumer.Consumer._drain_messages": "44a2500309e83c63",
     "faust.transport.consumer.Consumer.perform_seek": "0e8c130ff4b0afd8",
+    # ack_range does ack's bookkeeping for a run of offsets; _new_offset reads it.
+    "faust.transport.consumer.Consumer.ack": "5fcf41cf45153475",
+    "faust.transport.consumer.Consumer._new_offset": "1d2c7ea89a7ad4f1",
     "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer":
         "c2701bfc3e6f6cad",
 }
@@ -67,23 +71,21 @@ def test_the_faust_code_the_adapter_restates_is_the_code_it_was_written_against(
 
 
 class FakeClient:
-    """aiokafka's consumer as the adapter reads it: per-partition poll times and marks."""
+    """aiokafka's consumer as the adapter reads it: its partition states, aiokafka's own
+    (so a change to them fails here), with the poll times and marks of fetches."""
 
     def __init__(self, polled: Mapping[TP, float | None], highwaters: Mapping[TP, int]) -> None:
-        self.polled = dict(polled)
-        self.highwaters = dict(highwaters)
+        self._subscription = SubscriptionState()
+        self._subscription.assign_from_user(set(polled))
+        for tp, timestamp in polled.items():
+            self.poll(tp, timestamp, highwaters.get(tp))
 
-    def _assigned(self, tp: TP) -> None:
-        # aiokafka asserts that the partition is assigned.
-        assert tp in self.polled, "not assigned"
-
-    def last_poll_timestamp(self, tp: TP) -> float | None:
-        self._assigned(tp)
-        return self.polled[tp]
-
-    def highwater(self, tp: TP) -> int | None:
-        self._assigned(tp)
-        return self.highwaters.get(tp)
+    def poll(self, tp: TP, timestamp: float | None, highwater: int | None = None) -> None:
+        """As a fetch response leaves the partition's state."""
+        state = self._subscription.subscription.assignment.state_value(tp)
+        state.timestamp = timestamp
+        if highwater is not None:
+            state.highwater = highwater
 
 
 @pytest.fixture
@@ -175,7 +177,7 @@ async def test_settled_highwater_waits_for_a_fetch_as_fresh_as_the_siblings(
     # Older than the contacts' newest fetch: it may be out of date.
     assert consumer.settled_highwater(PURCHASES, [CONTACTS]) is None
     # Fetched since: the mark counts.
-    client.polled[PURCHASES] = 12.0
+    client.poll(PURCHASES, 12.0)
     assert consumer.settled_highwater(PURCHASES, [CONTACTS]) == 40
     assert consumer.settled_highwater(CONTACTS, [PURCHASES]) == 7
     # Never fetched: unknown.
@@ -237,6 +239,30 @@ async def test_batched_partitions_without_a_commit_are_read_from_the_start(
     await consumer.perform_seek()
     # Contacts had no commit; the clock topic is not batched, Faust's alone.
     assert seeks.sought == [(CONTACTS, 0)]
+
+
+# -- acknowledged as runs of offsets -------------------------------------------
+
+
+async def test_a_run_of_offsets_is_acknowledged_as_fausts_ack_would_each(
+        app: ChurnwatchApp, consumer: TunedConsumer) -> None:
+    app.topics._acking_topics.add(PURCHASES.topic)  # noqa: SLF001 what subscribing sets
+    consumer._committed_offset[PURCHASES] = 10  # noqa: SLF001 as a commit leaves it
+    # Below the commit: nothing; from it on, each offset once.
+    assert consumer.ack_range(PURCHASES, 5, 12) == 3
+    assert consumer.ack_range(PURCHASES, 12, 14) == 2
+    assert consumer._new_offset(PURCHASES) == 15  # noqa: SLF001 Faust's next commit
+    # A topic Faust does not ack (not subscribed with acks) is left alone.
+    assert consumer.ack_range(CONTACTS, 0, 3) == 0
+
+
+async def test_a_run_after_a_hole_is_not_committed_past_the_hole(
+        app: ChurnwatchApp, consumer: TunedConsumer) -> None:
+    app.topics._acking_topics.add(PURCHASES.topic)  # noqa: SLF001 what subscribing sets
+    consumer._committed_offset[PURCHASES] = 0  # noqa: SLF001 as a commit leaves it
+    consumer.ack_range(PURCHASES, 0, 3)
+    consumer.ack_range(PURCHASES, 6, 8)  # 4 and 5 still in the merge
+    assert consumer._new_offset(PURCHASES) == 4  # noqa: SLF001 Faust's next commit
 
 
 # -- dropped and read again ----------------------------------------------------
