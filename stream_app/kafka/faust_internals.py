@@ -14,9 +14,12 @@ somewhere in a fetch loop.  What is used:
   ``_new_consumer_thread`` (overridden).
 * Faust's consumer: ``_drain_messages`` (restated, with the batched
   topics), ``perform_seek`` (wrapped), ``_committed_offset``,
-  ``_read_offset``, ``_add_gap``, ``_commit_every``, ``_n_acked``; mode's
-  ``Service._stopped``, as Faust's loop reads it.
-* aiokafka's consumer ``_fetch_max_wait_ms``, its batch builder's ``_build``.
+  ``_read_offset``, ``_add_gap``, ``_commit_every``, ``_n_acked``, and the
+  ack bookkeeping ``ack_range`` keeps as ``ack`` does (``_acked``,
+  ``_acked_index``, ``_waiting_for_ack``); mode's ``Service._stopped``, as
+  Faust's loop reads it.
+* aiokafka's consumer ``_fetch_max_wait_ms`` and ``_subscription`` (its
+  partitions' fetch states), its batch builder's ``_build``.
 * Faust's producer ``_ensure_producer`` (its aiokafka producer).
 * ``faust.streams._current_event`` and a hand-built ``Event``: "the event
   being processed", which Faust's table writes and RocksDB store read.
