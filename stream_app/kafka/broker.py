@@ -131,9 +131,12 @@ def serve(port: int | None = None, out: TextIO = sys.stdout) -> int:
     in the same terminal does not stop it), which also means no signal sent
     to this process reaches it: SIGTERM and SIGHUP are turned into an
     exception here, so they unwind through :meth:`LocalBroker.stop` like
-    Ctrl-C does, instead of leaving the broker running on the port.
+    Ctrl-C does, instead of leaving the broker running on the port.  Ctrl-C
+    (SIGINT) is Python's own, set here even where a shell started us with it
+    ignored (as it starts every job in the background of a script).
     """
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with LocalBroker(port=port) as broker:
             out.write(f"Local broker listening on {broker.bootstrap} (in memory; Ctrl-C stops "

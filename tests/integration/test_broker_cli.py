@@ -47,12 +47,19 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_broker_command_stops_the_broker_on_a_stop_signal(sig: signal.Signals) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNWATCH_")}
+    # Started with SIGINT ignored, as a script's shell starts a job in the
+    # background: Ctrl-C and `kill -INT` must stop it all the same.
     proc = subprocess.Popen([sys.executable, "-m", "stream_app", "broker", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_sigint_ignored)
     try:
         wait_for_port(port, timeout=30)
         brokers = children(proc.pid)
