@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.partitioner.default import murmur2
 
 from stream_app.core.settings import Settings, kafka_client_options
 from stream_app.kafka.admin import create_topics
@@ -81,16 +82,62 @@ class Cluster:
                              f"got {len(records)} records. Worker log tail:\n{tail}")
 
 
-def produce_population(s: Settings, pop: Population) -> dict[tuple[str, int], int]:
-    """Put a synthetic population's events on the broker; the end offset per partition."""
-    producer = KafkaProducer(**kafka_client_options(s), acks=1, linger_ms=20)
-    sent = [producer.send(e.topic, key=e.customer_id.encode(), value=orjson.dumps(e.value))
-            for e in pop.events]
-    ends: dict[tuple[str, int], int] = {}
+#: (topic, partition) -> the offset after the last message put there.
+Ends = dict[tuple[str, int], int]
+
+
+def _record_ends(ends: Ends, sent: list[Any]) -> None:
+    """Wait for each send's acknowledgement and move its partition's end past it."""
     for fut in sent:
         md = fut.get(timeout=60)
         ends[(md.topic, md.partition)] = max(ends.get((md.topic, md.partition), 0),
                                              md.offset + 1)
+
+
+def produce_population(s: Settings, pop: Population) -> Ends:
+    """Put a synthetic population's events on the broker; the end offset per partition."""
+    producer = KafkaProducer(**kafka_client_options(s), acks=1, linger_ms=20)
+    sent = [producer.send(e.topic, key=e.customer_id.encode(), value=orjson.dumps(e.value))
+            for e in pop.events]
+    ends: Ends = {}
+    _record_ends(ends, sent)
+    producer.close()
+    return ends
+
+
+def produce_in_merge_order(s: Settings, pop: Population) -> Ends:
+    """Put the events on the broker so that the broker holds, at any moment, all
+    of them up to some time, and beyond it at most one topic's of each partition.
+
+    A worker merges a partition's topics by event time, and judges a topic
+    with nothing waiting on the broker to be caught up: that judgement is
+    true here at every moment, so a worker reading live applies the events
+    in the order one reading them all afterwards does.  The events are sent
+    in time order, and whenever a partition's next event is of another topic
+    than the ones in flight for it, everything in flight is acknowledged
+    first.  The end offset per partition.
+    """
+    producer = KafkaProducer(**kafka_client_options(s), acks=1, linger_ms=2)
+    partitions = {t: len(producer.partitions_for(t)) for t in {e.topic for e in pop.events}}
+    ends: Ends = {}
+    in_flight: list[Any] = []
+    topic_of: dict[int, str] = {}
+
+    def acknowledged() -> None:
+        producer.flush()
+        _record_ends(ends, in_flight)
+        in_flight.clear()
+        topic_of.clear()
+
+    for e in sorted(pop.events, key=lambda e: e.ts):
+        key = e.customer_id.encode()
+        # The producer's own partitioner, as Kafka's Java client has it.
+        partition = (murmur2(key) & 0x7FFFFFFF) % partitions[e.topic]
+        if topic_of.setdefault(partition, e.topic) != e.topic:
+            acknowledged()
+            topic_of[partition] = e.topic
+        in_flight.append(producer.send(e.topic, key=key, value=orjson.dumps(e.value)))
+    acknowledged()
     producer.close()
     return ends
 

@@ -13,7 +13,7 @@ once the part before it is committed, and the last once the second worker
 has its partitions, so both apply events.
 
 The parts that go on the broker while workers read are put there in the
-merge's own order (see :func:`produce_in_merge_order`): put there all at
+merge's own order (see :func:`.conftest.produce_in_merge_order`): put there all at
 once, one topic's batches can reach the broker days of event time ahead of
 another's, and a worker reading live then rightly refuses the other topic's
 events as too late, which a worker reading the whole stream afterwards
@@ -30,18 +30,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from kafka import KafkaProducer
-from kafka.partitioner.default import murmur2
 
-from stream_app.core.settings import Settings, kafka_client_options
+from stream_app.core.settings import Settings
 from stream_app.kafka.admin import create_topics
 from stream_app.kafka.broker import LocalBroker, free_port
 from stream_app.offline.harness import committed_total, running_worker
 from stream_app.offline.synthetic import Population, generate
 
-from .conftest import produce_population
+from .conftest import produce_in_merge_order, produce_population
 from .test_kill import alerts_on
 from .test_shutdown import applied_events, wait_until
 
@@ -57,46 +54,6 @@ def http_json(port: int, path: str) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read() or b"null")
     except OSError:
         return 0, None
-
-
-def produce_in_merge_order(s: Settings, pop: Population) -> dict[tuple[str, int], int]:
-    """Put the events on the broker so that the broker holds, at any moment, all
-    of them up to some time, and beyond it at most one topic's of each partition.
-
-    A worker merges a partition's topics by event time, and judges a topic
-    with nothing waiting on the broker to be caught up: that judgement is
-    true here at every moment, so a worker reading live applies the events
-    in the order one reading them all afterwards does.  The events are sent
-    in time order, and whenever a partition's next event is of another topic
-    than the ones in flight for it, everything in flight is acknowledged
-    first.  The end offset per partition.
-    """
-    producer = KafkaProducer(**kafka_client_options(s), acks=1, linger_ms=2)
-    partitions = {t: len(producer.partitions_for(t)) for t in {e.topic for e in pop.events}}
-    ends: dict[tuple[str, int], int] = {}
-    in_flight: list[Any] = []
-    topic_of: dict[int, str] = {}
-
-    def acknowledged() -> None:
-        producer.flush()
-        for fut in in_flight:
-            md = fut.get(timeout=60)
-            ends[(md.topic, md.partition)] = max(ends.get((md.topic, md.partition), 0),
-                                                 md.offset + 1)
-        in_flight.clear()
-        topic_of.clear()
-
-    for e in sorted(pop.events, key=lambda e: e.ts):
-        key = e.customer_id.encode()
-        # The producer's own partitioner, as Kafka's Java client has it.
-        partition = (murmur2(key) & 0x7FFFFFFF) % partitions[e.topic]
-        if topic_of.setdefault(partition, e.topic) != e.topic:
-            acknowledged()
-            topic_of[partition] = e.topic
-        in_flight.append(producer.send(e.topic, key=key, value=orjson.dumps(e.value)))
-    acknowledged()
-    producer.close()
-    return ends
 
 
 def parts(pop: Population, *fractions: float) -> list[Population]:
