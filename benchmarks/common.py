@@ -239,6 +239,14 @@ def rss_bytes(pid: int, field_name: str = "VmRSS") -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time a process has used so far, from /proc."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
 def topic_of(s: Settings, kind: str) -> str:
     return s.topic_for(kind)
 

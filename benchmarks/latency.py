@@ -1,10 +1,12 @@
 """Ingest-to-alert latency at a steady input rate, beside a raw round trip.
 
-For each rate, on a fresh broker:
+For each rate, each phase on a fresh broker of its own:
 
-1. ceiling: the population's events are produced at the steady rate to a
-   plain topic and read back by an aiokafka consumer with the worker's fetch
-   settings; latency = read time - the message's CreateTime;
+1. ceiling: the whole synthetic stream is produced at the steady rate to
+   plain copies of the input topics (same partitions) and read back by an
+   aiokafka consumer with the worker's fetch settings; latency = read time -
+   the message's CreateTime.  The same events, rate, producer and duration as
+   the worker's run, so the broker is under the same load from the input;
 2. one worker (RocksDB store, all signals) is started and, once ready, the
    synthetic stream is produced at the same steady rate (a paced producer
    stamping each message's CreateTime) while an observer reads the alerts
@@ -17,9 +19,16 @@ found by the timer) have no triggering event and are counted, not timed.
 Figures: ingest (input CreateTime) to the alert's own broker timestamp (the
 alert on the topic), and to an observer reading it; p50, p99, max.  The
 worker's own ``churnwatch_ingest_to_alert_seconds`` histogram is reported as
-a cross-check.  The population is sized so the steady input lasts
-``--latency-seconds``; drift and departures (most alerts) come in the last
-40% of it.
+a cross-check, and so is the CPU the broker and the worker used while the
+input ran (in share of one core): the embedded broker's cost per fetch grows
+with the number of record batches a partition holds, so on a long run it can
+be the broker, not the worker, that sets the latency.  The population is sized
+so the steady input lasts ``--latency-seconds``; drift and departures (most
+alerts) come in the last 40% of it.
+
+The paced producer lingers ``--producer-linger-ms`` before it sends a batch,
+as every producer does (Kafka's own default is 5 ms); the linger is part of
+the measured latency, in the ceiling as in the worker's figures.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from .common import (
     Bench,
     Figure,
     check_alive,
+    cpu_seconds,
     http_get,
     log,
     metric_sum,
@@ -62,9 +72,8 @@ NAME = "latency"
 EVENTS_PER_CUSTOMER = 52.5
 TARGET_P99_MS = 250.0
 TARGET_RATE = 2000
-ECHO_TOPIC = "latency-echo"
-#: The ceiling's steady input lasts at most this long.
-CEILING_SECONDS = 15.0
+#: The ceiling's copies of the input topics: this prefix and the input's kind.
+ECHO_PREFIX = "latency-echo-"
 
 
 @dataclass
@@ -75,9 +84,9 @@ class Paced:
 
 
 async def paced_produce(s: Settings, items: list[tuple[str, bytes, bytes]],
-                        rate: float) -> Paced:
+                        rate: float, linger_ms: int) -> Paced:
     """Send ``items`` (topic, key, value) at a steady ``rate``, stamping CreateTime."""
-    producer = new_producer(s, linger_ms=2)
+    producer = new_producer(s, linger_ms=linger_ms)
     await producer.start()
     out = Paced(sent_ms=[0] * len(items))
     futures = []
@@ -109,8 +118,9 @@ class Observed:
     records: list[tuple[int, int, bytes]] = field(default_factory=list)
 
 
-async def observe(s: Settings, topic: str, into: Observed, stop: asyncio.Event) -> None:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=s.bootstrap_servers,
+async def observe(s: Settings, topics: list[str], into: Observed,
+                  stop: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=s.bootstrap_servers,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 group_id=None, fetch_max_wait_ms=s.fetch_max_wait_ms)
     await consumer.start()
@@ -132,35 +142,74 @@ def stats_ms(values: list[float]) -> dict[str, float]:
             "max": max(values), "n": len(values)}
 
 
-async def ceiling(s: Settings, pop: Population, rate: float) -> dict[str, float]:
-    n = min(len(pop.events), int(rate * CEILING_SECONDS))
-    items = [(ECHO_TOPIC, e.customer_id.encode(), orjson.dumps(e.value))
-             for e in pop.events[:n]]
+@dataclass
+class Busy:
+    """CPU a process used over a stretch of wall time, in share of one core."""
+
+    pid: int
+    cpu0: float | None = None
+    wall0: float = 0.0
+    share: float | None = None
+
+    def start(self) -> None:
+        self.cpu0, self.wall0 = cpu_seconds(self.pid), time.monotonic()
+
+    def stop(self) -> None:
+        cpu1, wall = cpu_seconds(self.pid), time.monotonic() - self.wall0
+        if self.cpu0 is not None and cpu1 is not None and wall > 0:
+            self.share = round((cpu1 - self.cpu0) / wall, 3)
+
+
+@dataclass
+class Ceiling:
+    stats: dict[str, float]
+    broker_cpu: float | None
+
+
+async def ceiling(s: Settings, pop: Population, rate: float, linger_ms: int,
+                  broker_pid: int) -> Ceiling:
+    topics = {kind: ECHO_PREFIX + kind for kind in {e.topic for e in pop.events}}
+    items = [(topics[e.topic], e.customer_id.encode(), orjson.dumps(e.value))
+             for e in pop.events]
     got, stop = Observed(), asyncio.Event()
-    reader = asyncio.create_task(observe(s, ECHO_TOPIC, got, stop))
+    reader = asyncio.create_task(observe(s, sorted(topics.values()), got, stop))
     await asyncio.sleep(1.0)  # the observer is up and polling
-    await paced_produce(s, items, rate)
+    broker = Busy(broker_pid)
+    broker.start()
+    await paced_produce(s, items, rate, linger_ms)
+    broker.stop()
     deadline = time.monotonic() + 30
-    while len(got.records) < n and time.monotonic() < deadline:
+    while len(got.records) < len(items) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     stop.set()
     await reader
-    return stats_ms([float(seen - ts) for seen, ts, _ in got.records])
+    return Ceiling(stats_ms([float(seen - ts) for seen, ts, _ in got.records]), broker.share)
+
+
+def _pid(bench: Bench) -> int:
+    proc = bench.broker.proc
+    assert proc is not None, "the bench's broker is started with it"
+    return proc.pid
 
 
 def _epoch(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
-async def with_worker(s: Settings, pop: Population, rate: float, proc: Any
-                      ) -> tuple[Paced, Observed, int]:
+async def with_worker(s: Settings, pop: Population, rate: float, linger_ms: int, proc: Any,
+                      busy: list[Busy]) -> tuple[Paced, Observed, int]:
+    """Paced input to a running worker; ``busy`` is measured while the input runs."""
     items = [(topic_of(s, e.topic), e.customer_id.encode(), orjson.dumps(e.value))
              for e in pop.events]
     got, stop = Observed(), asyncio.Event()
-    reader = asyncio.create_task(observe(s, s.topic_alerts, got, stop))
+    reader = asyncio.create_task(observe(s, [s.topic_alerts], got, stop))
     try:
         await asyncio.sleep(1.0)
-        paced = await paced_produce(s, items, rate)
+        for b in busy:
+            b.start()
+        paced = await paced_produce(s, items, rate, linger_ms)
+        for b in busy:
+            b.stop()
         expected = sum(paced.ends.values())
         # Events not yet applied when the input stopped (the applied counter;
         # committed offsets trail it by up to the commit interval).
@@ -226,21 +275,29 @@ def measure(args: argparse.Namespace, rate: int) -> list[Figure]:
                               "store": "rocksdb://"}
     log(f"{NAME}: {rate:,}/s: {len(pop.events):,} events of {customers:,} customers "
         f"(~{len(pop.events) / rate:.0f} s of input)")
+    linger = args.producer_linger_ms
+    params["producer_linger_ms"] = linger
     when: dict[tuple[str, int], int] = {}
+    with Bench(f"{NAME}-{rate}-ceiling", keep=args.keep) as bench:
+        s = bench.settings(f"churnwatch-bench-latency-ceiling-{rate}")
+        admin = admin_client(s)
+        try:
+            admin.create_topics([NewTopic(ECHO_PREFIX + kind, s.partitions, 1)
+                                 for kind in sorted({e.topic for e in pop.events})])
+        finally:
+            admin.close()
+        top = asyncio.run(ceiling(s, pop, rate, linger, _pid(bench)))
+        raw = top.stats
+    log(f"{NAME}: {rate:,}/s raw round trip p50 {raw.get('p50', 0):.0f} ms, "
+        f"p99 {raw.get('p99', 0):.0f} ms; starting the worker")
     with Bench(f"{NAME}-{rate}", keep=args.keep) as bench:
         s = bench.settings(f"churnwatch-bench-latency-{rate}")
         setup_topics(s)
-        admin = admin_client(s)
-        try:
-            admin.create_topics([NewTopic(ECHO_TOPIC, s.partitions, 1)])
-        finally:
-            admin.close()
-        raw = asyncio.run(ceiling(s, pop, rate))
-        log(f"{NAME}: {rate:,}/s raw round trip p50 {raw.get('p50', 0):.0f} ms, "
-            f"p99 {raw.get('p99', 0):.0f} ms; starting the worker")
         with worker(s, bench.log_path("worker")) as proc:
             wait_ready(s, proc, timeout=120)
-            paced, got, backlog = asyncio.run(with_worker(s, pop, rate, proc))
+            busy = [Busy(_pid(bench)), Busy(proc.pid)]
+            paced, got, backlog = asyncio.run(
+                with_worker(s, pop, rate, linger, proc, busy))
             hist_p50 = histogram_quantile(s.web_port, "churnwatch_ingest_to_alert_seconds", 0.5)
             hist_p99 = histogram_quantile(s.web_port, "churnwatch_ingest_to_alert_seconds",
                                           0.99)
@@ -266,7 +323,9 @@ def measure(args: argparse.Namespace, rate: int) -> list[Figure]:
                    "alerts": len(got.records),
                    "alerts_timed": len(on_topic), "alerts_from_silence_sweep": unmatched,
                    "backlog_when_input_ended": backlog, "events_applied_metric": applied,
-                   "worker_histogram_p50_le_s": hist_p50, "worker_histogram_p99_le_s": hist_p99})
+                   "worker_histogram_p50_le_s": hist_p50, "worker_histogram_p99_le_s": hist_p99,
+                   "broker_cpu_ceiling": top.broker_cpu, "broker_cpu_with_worker": busy[0].share,
+                   "worker_cpu": busy[1].share})
     kept_up = backlog <= rate  # at most a second behind when the input stopped
     note = "" if kept_up else f"fell behind: {backlog:,} events waiting when input ended"
     figures: list[Figure] = []
@@ -292,6 +351,13 @@ def measure(args: argparse.Namespace, rate: int) -> list[Figure]:
             figures.append(Figure(NAME, f"ingest_to_alert_read_{q}_at_{rate}", reader_stats[q],
                                   "ms", params=params, note=note,
                                   label=f"ingest -> alert read by a consumer {q} at {rate:,}/s"))
+    for figure, share, label in (
+            ("broker_cpu_ceiling", top.broker_cpu, "the broker's CPU while the ceiling ran"),
+            ("broker_cpu_with_worker", busy[0].share, "the broker's CPU while the worker ran"),
+            ("worker_cpu", busy[1].share, "the worker's CPU")):
+        if share is not None:
+            figures.append(Figure(NAME, f"{figure}_at_{rate}", round(100 * share), "% of a core",
+                                  params=params, label=f"{label} at {rate:,}/s"))
     if not worker_stats:
         figures.append(Figure(NAME, f"alerts_timed_at_{rate}", 0, "alerts", params=params,
                               note="no alert could be timed"))

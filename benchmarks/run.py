@@ -64,6 +64,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-seconds", type=float,
                    help=f"latency: seconds of steady input per rate "
                         f"(default {FULL['latency_seconds']:g})")
+    p.add_argument("--producer-linger-ms", type=int, default=5,
+                   help="latency: how long the paced input producer lingers before it "
+                        "sends a batch (default 5, Kafka's own producer default)")
     p.add_argument("--memory-customers",
                    help="memory/recovery: tracked customers, comma-separated "
                         f"(default {FULL['memory_customers']})")
