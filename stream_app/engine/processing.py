@@ -292,18 +292,29 @@ class Processor:
         ``acknowledge``) is called once its effects are safely written; the
         caller must not acknowledge the messages itself.
         """
+        await self.handle_fetch(partition, [(topic, messages)])
+
+    async def handle_fetch(self, partition: int,
+                           parts: Sequence[tuple[str, Sequence[Incoming]]]) -> None:
+        """Take a fetch's messages of one partition: per topic, in offset order.
+
+        As :meth:`handle_many` for each topic, but released once, after all
+        of them are queued: a release between two topics of the same fetch
+        could only stop at the later topic's messages, queued a moment on.
+        """
         epoch = self.epoch
         async with self.locks.lock(partition):
             if epoch != self.epoch:
-                self.stats.before_reset += len(messages)
+                self.stats.before_reset += sum(len(messages) for _, messages in parts)
                 return
             work = self.parts.get(partition)
             if work is None or work.published is None or self.stale:
                 work = await self._ready(partition)
-            await self.intake.take(work, topic, partition, messages)
-            # Released once per batch, not per message: the merge order is the
+            for topic, messages in parts:
+                await self.intake.take(work, topic, partition, messages)
+            # Released once per fetch, not per message: the merge order is the
             # same (a topic's later messages never overtake its head), and a
-            # batch ends in one release that stops, not one per message.
+            # fetch ends in one release that stops, not one per message.
             await self.applier.release(partition, work)
         await self.flush_due()
 

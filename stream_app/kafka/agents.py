@@ -28,7 +28,7 @@ from ..core.policy import Policy
 from ..core.records import ChurnAlert, DeadLetter
 from ..core.settings import Settings
 from ..engine import metrics
-from ..engine.processing import Processor, Resumed
+from ..engine.processing import Incoming, Processor, Resumed
 from . import clients
 from .app import ChurnwatchApp
 from .changelog import ChangelogWriter
@@ -187,18 +187,22 @@ def attach_agents(app: ChurnwatchApp, settings: Settings, policy: Policy, topics
     )
 
     async def take_fetch(batch: Mapping[TP, list[Message]]) -> None:
-        """Hand a fetch of the input topics to the processor, a partition at a time.
+        """Hand a fetch of the input topics to the processor, a partition at a time
+        (all its topics together).
 
         Acks are the processor's: it acknowledges a message once its effects are
         written, so Faust never commits an offset that a crash could lose.
         """
+        by_partition: dict[int, list[tuple[str, list[Incoming]]]] = {}
         for tp, messages in batch.items():
+            by_partition.setdefault(tp.partition, []).append((tp.topic, [
+                (m.offset, m.key, m.value, m.timestamp, None) for m in messages]))
             # Table reads and writes find their partition from "the event being
             # processed": this partition's.
             _anchor[tp.partition] = event_for(app, messages[-1])
-            with _in_partition(tp.partition):
-                await processor.handle_many(tp.topic, tp.partition, [
-                    (m.offset, m.key, m.value, m.timestamp, None) for m in messages])
+        for partition, parts in by_partition.items():
+            with _in_partition(partition):
+                await processor.handle_fetch(partition, parts)
 
     app.take_batches(topics.inputs, take_fetch)
     app.before_stop.append(processor.flush_all)

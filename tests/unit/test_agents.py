@@ -123,3 +123,23 @@ async def test_malformed_input_is_dead_lettered_and_the_agent_keeps_going(
     assert len(built.outputs.dead) == 1
     assert "not valid UTF-8 JSON" in built.outputs.dead[0].reason
     assert built.state(b"agent-c2").purchases == 1
+
+
+async def test_a_fetch_merges_its_topics_of_a_partition_before_releasing(built: Built) -> None:
+    # One fetch holds a purchase and, from another topic of the same partition,
+    # a complaint ten days older.  Released topic by topic, the purchase would
+    # move the clock past the lateness allowance first and the complaint would
+    # be refused as too late; merged, both apply, in event-time order.
+    def message(topic: str, value: bytes) -> Message:
+        key = b"agent-c3"
+        return Message(topic, 0, next(_offsets), 0.0, 0, {}, key, value, None, len(key),
+                       len(value), TP(topic, 0))
+
+    await built.worker.agents.take_fetch({
+        TP("purchases", 0): [message("purchases", purchase("agent-c3", 0, 30))],
+        TP("complaints", 0): [message("complaints", complaint("agent-c3", 0, 20, 2))],
+    })
+    await built.worker.processor.settled()
+    assert built.outputs.dead == []
+    state = built.state(b"agent-c3")
+    assert state.purchases == 1 and len(state.complaints) == 1
