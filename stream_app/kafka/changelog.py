@@ -9,9 +9,10 @@ more than serialising the state itself.
 
 :class:`ChangelogWriter` keeps what recovery depends on and drops the rest:
 each state goes into the store exactly as ``table[key] = value`` puts it
-there, and to the changelog topic as the same message (same key, same raw
-value, the same partition as the events that changed it), but appended to
-the producer's record batches directly, one batch per 256 KiB.  Once the
+there (in one write batch per chunk: :func:`~.faust_internals.put_many`),
+and to the changelog topic as the same message (same key, same raw value,
+the same partition as the events that changed it), but appended to the
+producer's record batches directly, one batch per 256 KiB.  Once the
 batches are delivered, the store learns the partition's last changelog
 offset once, as Faust's callback would have after each message.
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 from faust.types import TP
 
-from .faust_internals import aiokafka_producer
+from .faust_internals import aiokafka_producer, put_many
 
 
 class ChangelogWriter:
@@ -40,9 +41,7 @@ class ChangelogWriter:
         The caller runs in the partition's event context (the RocksDB store
         picks its database from the event being processed).
         """
-        store = self.table.data
-        for key, value in items:
-            store[key] = value
+        put_many(self.table.data, partition, items)
         topic = self.table.changelog_topic.get_topic_name()
         producer = aiokafka_producer(self.table.app.producer)
         sent: list[tuple[Awaitable[Any], int]] = []

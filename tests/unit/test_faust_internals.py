@@ -698,3 +698,32 @@ async def test_a_rocksdb_tables_items_are_its_active_partitions_pairs(
     faust_items = list(super(faust_internals.RawItemsTable, table).items())
     assert list(table.items()) == faust_items == [(b"a", b"v-a"), (b"b", b"v-b")]
     assert sorted(table.keys()) == [b"a", b"b"]
+
+
+async def test_put_many_writes_a_rocksdb_store_as_one_put_each_would(tmp_path: Path) -> None:
+    settings = Settings().with_overrides(store="rocksdb://", broker_profile="local",
+                                         data_dir=str(tmp_path), app_id="internals-put")
+    app = ChurnwatchApp(settings.app_id, loop=asyncio.get_running_loop(),
+                        **app_options(settings))
+    bulk = app.Table("bulk", key_type=bytes, value_type=bytes, partitions=2)
+    single = app.Table("single", key_type=bytes, value_type=bytes, partitions=2)
+    items = [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
+    faust_internals.put_many(bulk.data, 1, items)
+    # Faust's own puts, one at a time, in partition 1's event context.
+    event = faust_internals.event_for(app, _kv(TP("internals-put-single-changelog", 1), 0,
+                                               b"x", b"x"))
+    with faust_internals.processing(event):
+        for key, value in items:
+            single.data[key] = value
+    for table in (bulk, single):
+        store = table.data
+        assert dict(store._db_for_partition(1).items()) == dict(items)  # noqa: SLF001 the partition's database
+        assert dict(store._db_for_partition(0).items()) == {}  # noqa: SLF001 the partition's database
+        assert {key: store._key_index[key] for key, _ in items} == {b"a": 1, b"b": 1, b"c": 1}  # noqa: SLF001 the store's key index
+        assert [store[key] for key, _ in items] == [b"1", b"2", b"3"]
+
+
+def test_put_many_falls_back_to_one_assignment_each() -> None:
+    store: dict[bytes, bytes] = {}
+    faust_internals.put_many(store, 0, [(b"a", b"1"), (b"b", b"2")])
+    assert store == {b"a": b"1", b"b": b"2"}
