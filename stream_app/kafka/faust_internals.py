@@ -149,6 +149,9 @@ class TunedConsumer(driver.Consumer):
     #: the consumer was positioned, and the generation it was dropped in.
     rewind: dict[TP, int] | None = None
     rewind_generation: int | None = None
+    #: Per partition, for :meth:`settled_highwater`: the aiokafka assignment
+    #: looked in, and the partition's state and its siblings' in it.
+    _partition_states: dict[TP, tuple[Any, Any, list[Any]]] | None = None
 
     _thread: TunedConsumerThread
 
@@ -197,7 +200,7 @@ class TunedConsumer(driver.Consumer):
     def settled_highwater(self, tp: TP, siblings: list[TP]) -> int | None:
         """The partition's fetch high-water mark, or None while it is unknown or
         older than the newest fetch of ``siblings`` (the other input topics'
-        same partition).
+        same partition; the same ones at every call for ``tp``).
 
         aiokafka does not fetch a partition while records of it wait in its
         buffer, so its mark can date from before a sibling's newest fetch: a
@@ -206,20 +209,29 @@ class TunedConsumer(driver.Consumer):
         Partitions with nothing buffered are fetched together, so in steady
         operation the marks are equally fresh and nothing waits.
         """
-        # What aiokafka's highwater() and last_poll_timestamp() read, looked up
-        # once per partition: the merge asks this for every event it releases.
+        # What aiokafka's highwater() and last_poll_timestamp() read.  The merge
+        # asks this for every event it releases, so the partition states are
+        # looked up once per assignment: aiokafka makes them with it and keeps
+        # them for its life.
         subscription = self.client()._subscription.subscription  # noqa: SLF001 aiokafka's partition states
         assignment = None if subscription is None else subscription.assignment
         if assignment is None:  # nothing assigned: a rebalance is under way
             return None
-        state = assignment.state_value(tp)
-        if state is None or state.timestamp is None:  # not assigned, or never fetched
-            return None
+        states = self._partition_states
+        if states is None:
+            states = self._partition_states = {}
+        found = states.get(tp)
+        if found is None or found[0] is not assignment:
+            state = assignment.state_value(tp)
+            others = [assignment.state_value(sibling) for sibling in siblings]
+            if state is None or any(other is None for other in others):
+                return None  # not assigned: a rebalance is under way
+            found = states[tp] = (assignment, state, others)
+        _, state, others = found
         polled = state.timestamp
-        for sibling in siblings:
-            other = assignment.state_value(sibling)
-            if other is None:  # not assigned: a rebalance is under way
-                return None
+        if polled is None:  # never fetched
+            return None
+        for other in others:
             if other.timestamp is not None and other.timestamp > polled:
                 return None
         highwater: int | None = state.highwater

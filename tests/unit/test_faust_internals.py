@@ -186,6 +186,20 @@ async def test_settled_highwater_waits_for_a_fetch_as_fresh_as_the_siblings(
     assert consumer.settled_highwater(TP("purchases", 9), [PURCHASES]) is None
 
 
+async def test_settled_highwater_follows_a_new_assignment(consumer: TunedConsumer) -> None:
+    client = FakeClient({PURCHASES: 10.0, CONTACTS: 10.0}, {PURCHASES: 40, CONTACTS: 7})
+    _attach(consumer, client)
+    assert consumer.settled_highwater(PURCHASES, [CONTACTS]) == 40
+    client.poll(PURCHASES, 11.0, 41)  # a fetch of the same assignment: read afresh
+    assert consumer.settled_highwater(PURCHASES, [CONTACTS]) == 41
+    # A rebalance: aiokafka makes the partitions' states afresh, unfetched.
+    client._subscription.assign_from_user({PURCHASES, CONTACTS})  # noqa: SLF001 aiokafka's partition states
+    assert consumer.settled_highwater(PURCHASES, [CONTACTS]) is None
+    client.poll(PURCHASES, 20.0, 55)
+    client.poll(CONTACTS, 20.0, 9)
+    assert consumer.settled_highwater(PURCHASES, [CONTACTS]) == 55
+
+
 async def test_settled_highwater_before_the_start_says_not_started(
         consumer: TunedConsumer) -> None:
     with pytest.raises(ConsumerNotStarted):
