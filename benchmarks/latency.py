@@ -20,9 +20,8 @@ Figures: ingest (input CreateTime) to the alert's own broker timestamp (the
 alert on the topic), and to an observer reading it; p50, p99, max.  Beside
 them, the ceiling's round trip of the very events that raised those alerts:
 most alerts come late in the run, when the broker is busiest, so that is the
-like-for-like ceiling.  The
-worker's own ``churnwatch_ingest_to_alert_seconds`` histogram is reported as
-a cross-check, and so is the CPU the broker and the worker used while the
+like-for-like ceiling.  The worker's own ``churnwatch_ingest_to_alert_seconds``
+histogram is reported as a cross-check, and so is the CPU the broker and the worker used while the
 input ran (in share of one core): the embedded broker's cost per fetch grows
 with the number of record batches a partition holds, so on a long run it can
 be the broker, not the worker, that sets the latency.  The population is sized

@@ -713,7 +713,7 @@ class BulkRecoveryConsumer(TunedConsumer):
 TunedTransport.Consumer = BulkRecoveryConsumer
 
 
-# -- reading a table's RocksDB store in bulk ------------------------------------
+# -- a table's RocksDB store in bulk: writes and reads ------------------------
 
 
 def put_many(store: Any, partition: int, items: Sequence[tuple[bytes, bytes]]) -> None:
