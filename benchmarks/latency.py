@@ -190,7 +190,7 @@ async def ceiling(s: Settings, pop: Population, rate: float, linger_ms: int,
     by_event = {}
     for seen, ts, value in got.records:
         event = orjson.loads(value)
-        by_event[(event["customer_id"], _epoch(event["ts"]))] = float(seen - ts)
+        by_event[_match_key(event)] = float(seen - ts)
     return Ceiling(stats_ms([float(seen - ts) for seen, ts, _ in got.records]), broker.share,
                    by_event)
 
@@ -203,6 +203,12 @@ def _pid(bench: Bench) -> int:
 
 def _epoch(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+
+def _match_key(value: dict[str, Any]) -> tuple[str, int]:
+    """What matches an alert to its input event: the customer and the event time
+    (an alert carries the time of the event it judged)."""
+    return value["customer_id"], _epoch(value["ts"])
 
 
 async def with_worker(s: Settings, pop: Population, rate: float, linger_ms: int, proc: Any,
@@ -312,7 +318,7 @@ def measure(args: argparse.Namespace, rate: int) -> list[Figure]:
                                           0.99)
             applied = metric_sum(s.web_port, "churnwatch_events_total")
     for e, sent in zip(pop.events, paced.sent_ms, strict=True):
-        when[(e.customer_id, _epoch(e.value["ts"]))] = sent
+        when[_match_key(e.value)] = sent
     on_topic: list[float] = []
     to_reader: list[float] = []
     #: The ceiling's round trip of the same events: the ones that raised the alerts.
@@ -320,13 +326,14 @@ def measure(args: argparse.Namespace, rate: int) -> list[Figure]:
     unmatched = 0
     for seen_ms, alert_ms, raw_value in got.records:
         a = orjson.loads(raw_value)
-        sent = when.get((a["customer_id"], _epoch(a["ts"])))
+        key = _match_key(a)
+        sent = when.get(key)
         if sent is None:
             unmatched += 1
             continue
         on_topic.append(float(alert_ms - sent))
         to_reader.append(float(seen_ms - sent))
-        if (same := top.by_event.get((a["customer_id"], _epoch(a["ts"])))) is not None:
+        if (same := top.by_event.get(key)) is not None:
             raw_alerting.append(same)
     achieved = len(pop.events) / paced.seconds if paced.seconds else 0.0
     worker_stats, reader_stats = stats_ms(on_topic), stats_ms(to_reader)
