@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,10 +177,11 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 
 @contextlib.contextmanager
-def worker(s: Settings, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(s: Settings, log_path: Path,
+           extra_env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """A worker child process; stopped on the way out, its log tail shown on failure."""
     try:
-        with running_worker(s, log_path) as proc:
+        with running_worker(s, log_path, extra_env) as proc:
             yield proc
     except WorkerFailed:
         print(f"--- last lines of {log_path.name} ---\n{log_tail(log_path)}",

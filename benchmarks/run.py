@@ -92,6 +92,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="peer: the Python that runs the quix-streams job (one with "
                         "quixstreams installed, e.g. a separate virtualenv's); "
                         "default this one")
+    p.add_argument("--headroom", action="store_true",
+                   help="throughput: also run a worker with the assessment switched off "
+                        "(signals, alert decision, due time), on the same stream: the most "
+                        "a faster assessment could give")
     p.add_argument("--out", type=Path, help="also write the results to this JSON file")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="throughput: sample the worker with py-spy (if installed) into "

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
+from pathlib import Path
 
 from stream_app.offline.synthetic import generate
 
@@ -35,6 +37,14 @@ from .common import (
 
 NAME = "throughput"
 TARGET_EVENTS_PER_S = 10_000
+#: Put first on a worker's PYTHONPATH, its sitecustomize switches the assessment off.
+HEADROOM = Path(__file__).with_name("headroom")
+
+
+def headroom_env() -> dict[str, str]:
+    """The environment of a worker with the assessment off (see ``headroom/sitecustomize.py``)."""
+    rest = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": os.pathsep.join([str(HEADROOM), *([rest] if rest else [])])}
 
 
 def run(args: argparse.Namespace) -> list[Figure]:
@@ -63,6 +73,17 @@ def run(args: argparse.Namespace) -> list[Figure]:
             applied = metric_sum(s.web_port, "churnwatch_events_total")
             alerts = metric_sum(s.web_port, "churnwatch_alerts_total")
         rate = seen.rate
+        bare = None
+        if args.headroom:
+            log(f"{NAME}: {rate:,.0f} events/s; the same stream with the assessment off...")
+            off = bench.settings("churnwatch-bench-throughput-headroom")
+            setup_topics(off)
+            with worker(off, bench.log_path("worker-headroom"), headroom_env()) as proc:
+                bare = wait_committed(off, ends, [proc], label=f"{NAME} worker, assessment off",
+                                      poll=0.25, ports=[off.web_port])
+                if metric_sum(off.web_port, "churnwatch_alerts_total"):
+                    raise RuntimeError("the worker with the assessment off raised alerts: "
+                                       "the switch did not take")
     if profile is not None:
         for line in summarize_profile(profile):
             log(f"{NAME} profile: {line}")
@@ -79,5 +100,14 @@ def run(args: argparse.Namespace) -> list[Figure]:
                           meets_target=rate >= TARGET_EVENTS_PER_S))
     figures.append(Figure(NAME, "worker_vs_raw_ratio", rate / raw if raw else 0.0, "ratio",
                           params=params, label="worker / raw consumer"))
+    if bare is not None:
+        figures.append(Figure(
+            NAME, "worker_rate_assessment_off", bare.rate, "events/s",
+            params={**params, "seconds_first_to_last": round(bare.seconds, 2)},
+            label="the same worker with the assessment off (no signal, no alert)"))
+        figures.append(Figure(
+            NAME, "assessment_headroom", bare.rate / rate if rate else 0.0, "ratio",
+            params=params, label="assessment off / all nine signals: the most a faster "
+                                 "assessment could give"))
     return figures
 

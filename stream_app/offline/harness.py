@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,12 +57,19 @@ def worker_env(s: Settings) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_worker(s: Settings, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A worker child process in its own session, always stopped on the way out."""
+def running_worker(s: Settings, log_path: Path,
+                   extra_env: Mapping[str, str] | None = None,
+                   ) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker child process in its own session, always stopped on the way out.
+
+    ``extra_env``: variables set beside the settings' own (a benchmark's
+    ``PYTHONPATH``, say).
+    """
     log = open(log_path, "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "stream_app", "worker", "--no-create-topics"],
-        env=worker_env(s), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**worker_env(s), **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         yield proc
