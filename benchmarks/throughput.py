@@ -41,10 +41,20 @@ TARGET_EVENTS_PER_S = 10_000
 HEADROOM = Path(__file__).with_name("headroom")
 
 
-def headroom_env() -> dict[str, str]:
-    """The environment of a worker with the assessment off (see ``headroom/sitecustomize.py``)."""
+#: What ``--headroom`` switches off, in turn: (HEADROOM_OFF, figure, label).
+HEADROOM_LEVELS = (
+    ("assessment", "worker_rate_assessment_off",
+     "the same worker with the assessment off (no signal, no alert)"),
+    ("core", "worker_rate_core_off",
+     "the same worker with the whole pure core off (no fold, no model, no assessment)"),
+)
+
+
+def headroom_env(off: str) -> dict[str, str]:
+    """The environment of a worker with ``off`` switched off (see ``headroom/sitecustomize.py``)."""
     rest = os.environ.get("PYTHONPATH")
-    return {"PYTHONPATH": os.pathsep.join([str(HEADROOM), *([rest] if rest else [])])}
+    return {"PYTHONPATH": os.pathsep.join([str(HEADROOM), *([rest] if rest else [])]),
+            "HEADROOM_OFF": off}
 
 
 def run(args: argparse.Namespace) -> list[Figure]:
@@ -73,16 +83,17 @@ def run(args: argparse.Namespace) -> list[Figure]:
             applied = metric_sum(s.web_port, "churnwatch_events_total")
             alerts = metric_sum(s.web_port, "churnwatch_alerts_total")
         rate = seen.rate
-        bare = None
-        if args.headroom:
-            log(f"{NAME}: {rate:,.0f} events/s; the same stream with the assessment off...")
-            off = bench.settings("churnwatch-bench-throughput-headroom")
-            setup_topics(off)
-            with worker(off, bench.log_path("worker-headroom"), headroom_env()) as proc:
-                bare = wait_committed(off, ends, [proc], label=f"{NAME} worker, assessment off",
-                                      poll=0.25, ports=[off.web_port])
-                if metric_sum(off.web_port, "churnwatch_alerts_total"):
-                    raise RuntimeError("the worker with the assessment off raised alerts: "
+        bare: dict[str, float] = {}
+        for off, _, _ in HEADROOM_LEVELS if args.headroom else ():
+            log(f"{NAME}: the same stream with the {off} off...")
+            s_off = bench.settings(f"churnwatch-bench-throughput-{off}-off")
+            setup_topics(s_off)
+            with worker(s_off, bench.log_path(f"worker-{off}-off"), headroom_env(off)) as proc:
+                bare[off] = wait_committed(s_off, ends, [proc], poll=0.25,
+                                           label=f"{NAME} worker, {off} off",
+                                           ports=[s_off.web_port]).rate
+                if metric_sum(s_off.web_port, "churnwatch_alerts_total"):
+                    raise RuntimeError(f"the worker with the {off} off raised alerts: "
                                        "the switch did not take")
     if profile is not None:
         for line in summarize_profile(profile):
@@ -100,14 +111,13 @@ def run(args: argparse.Namespace) -> list[Figure]:
                           meets_target=rate >= TARGET_EVENTS_PER_S))
     figures.append(Figure(NAME, "worker_vs_raw_ratio", rate / raw if raw else 0.0, "ratio",
                           params=params, label="worker / raw consumer"))
-    if bare is not None:
-        figures.append(Figure(
-            NAME, "worker_rate_assessment_off", bare.rate, "events/s",
-            params={**params, "seconds_first_to_last": round(bare.seconds, 2)},
-            label="the same worker with the assessment off (no signal, no alert)"))
-        figures.append(Figure(
-            NAME, "assessment_headroom", bare.rate / rate if rate else 0.0, "ratio",
-            params=params, label="assessment off / all nine signals: the most a faster "
-                                 "assessment could give"))
+    for off, figure, label in HEADROOM_LEVELS:
+        if off in bare:
+            figures.append(Figure(NAME, figure, bare[off], "events/s", params=params,
+                                  label=label))
+            figures.append(Figure(
+                NAME, f"{off}_headroom", bare[off] / rate if rate else 0.0, "ratio",
+                params=params, label=f"{off} off / all nine signals: the most a faster "
+                                     f"{off} could give"))
     return figures
 
