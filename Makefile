@@ -26,7 +26,8 @@ $(BROWSER):
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		chromium chromium-driver
 
-$(STAMP): pyproject.toml
+# setup.py and the kernels' sources too: an edited kernel is compiled again.
+$(STAMP): pyproject.toml setup.py $(wildcard stream_app/*/*.pyx stream_app/*/*/*.pyx)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'

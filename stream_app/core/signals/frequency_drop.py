@@ -18,10 +18,18 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
+from typing import Any
 
-from ..policy import Policy
+from ..policy import FrequencyDrop, History, Policy
 from ..state import DAY, CustomerState
 from .base import Fired, clamp_strength, plural, poisson_cdf
+
+try:
+    # The compiled twin of _judge's yes/no and of _scan (setup.py); the
+    # functions below stay the reference, and run where it was not built.
+    from ._frequency_drop import Kernel
+except ImportError:  # pragma: no cover - exercised where no compiler was found
+    Kernel = None
 
 CODE = "FREQUENCY_DROP"
 #: Its entry in CustomerState.memo: the scan for the next drop.
@@ -80,6 +88,31 @@ def _judge(state: CustomerState, now: float, policy: Policy) -> _Drop | None:
             spend_ratio, recent_days, baseline_days, recent_start)
 
 
+#: (the policy's [frequency_drop], its [history]) -> their kernel.  A refit
+#: makes a new Policy but keeps these two sections, so this stays small; the
+#: sections are kept in the value, so that their ids are not reused.
+_KERNELS: dict[tuple[int, int], tuple[FrequencyDrop, History, Any]] = {}
+
+
+def kernel(policy: Policy) -> Any:
+    """The compiled kernel for ``policy``, or None where it was not built."""
+    if Kernel is None:
+        return None
+    fd, h = policy.frequency_drop, policy.history
+    found = _KERNELS.get((id(fd), id(h)))
+    if found is None:
+        found = _KERNELS[id(fd), id(h)] = (fd, h, Kernel(fd, h))
+    return found[2]
+
+
+def _drop(state: CustomerState, now: float, policy: Policy) -> _Drop | None:
+    """:func:`_judge`, after the kernel's quick no where it is built."""
+    k = kernel(policy)
+    if k is not None and not k.drops(state, now):
+        return None
+    return _judge(state, now, policy)
+
+
 def _key(state: CustomerState, policy: Policy) -> tuple[int, float | None, Policy]:
     """What a judgement depends on besides the time: the buckets change only
     with a purchase, which counts it."""
@@ -87,7 +120,7 @@ def _key(state: CustomerState, policy: Policy) -> tuple[int, float | None, Polic
 
 
 def evaluate(state: CustomerState, now: float, policy: Policy) -> Fired | None:
-    drop = _judge(state, now, policy)
+    drop = _drop(state, now, policy)
     if drop is None:
         return None
     (count_drop, recent_n, recent_spend, expected, expected_spend, count_ratio,
@@ -137,7 +170,7 @@ def next_check(state: CustomerState, now: float, policy: Policy,
     if first == following:
         return following * width
     if firing is None:
-        firing = _judge(state, now, policy) is not None
+        firing = _drop(state, now, policy) is not None
     if firing:
         return following * width
     return None if first is None else first * width
@@ -157,7 +190,8 @@ def _first_drop_bucket(state: CustomerState, start: int, policy: Policy) -> int 
         scanned_from, ahead = memo[1], memo[2]
         if scanned_from <= start and (ahead is None or start <= ahead):
             return int(ahead) if ahead is not None else None
-    found = _scan(state, start, policy)
+    k = kernel(policy)
+    found = _scan(state, start, policy) if k is None else k.first_drop(state, start)
     state.memo[_AHEAD] = (key, start, found)
     return found
 
